@@ -1,0 +1,95 @@
+# Shared helpers for .ci/run, .ci/serve and the benchmark: install what the project
+# needs and start PostgreSQL and Redis on loopback, on ports of our own.
+# Source it; every function is idempotent.
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_PORT=${PG_PORT:-55432}
+REDIS_PORT=${REDIS_PORT:-56379}
+STATE_DIR=${STATE_DIR:-/tmp/chainlearn-$PG_PORT}
+VENV=${VENV:-.venv}
+
+install_system_packages() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
+    command -v runuser >/dev/null || missing+=(util-linux)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    # redis-server from Debian starts a system instance; we run our own on our port.
+    systemctl disable --now redis-server >/dev/null 2>&1 || true
+}
+
+install_python_packages() {
+    [ -x "$VENV/bin/python" ] || python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip >/dev/null
+    "$VENV/bin/pip" install -q -e ".[test]"
+}
+
+wait_port_state() {  # wait_port_state PORT open|closed SECONDS
+    local port=$1 want=$2 tries=$(( $3 * 10 ))
+    for _ in $(seq "$tries"); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            [ "$want" = open ] && return 0
+        else
+            [ "$want" = closed ] && return 0
+        fi
+        sleep 0.1
+    done
+    echo "port $port did not become $want" >&2
+    return 1
+}
+
+start_postgres() {
+    mkdir -p "$STATE_DIR"
+    chmod 755 "$STATE_DIR"
+    local data="$STATE_DIR/pg"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        install -d -o postgres -g postgres -m 700 "$data"
+        runuser -u postgres -- "$PG_BIN/initdb" -D "$data" -U postgres -A trust \
+            --encoding=UTF8 --locale=C.UTF-8 >"$STATE_DIR/initdb.log" 2>&1
+    fi
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then
+        install -d -o postgres -g postgres -m 755 "$STATE_DIR/run"
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$STATE_DIR/run/pg.log" -w \
+            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STATE_DIR/run -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
+            start >/dev/null
+        wait_port_state "$PG_PORT" open 30
+    fi
+    psql_admin -tc "SELECT 1 FROM pg_database WHERE datname='chainlearn'" | grep -q 1 \
+        || psql_admin -c "CREATE DATABASE chainlearn" >/dev/null
+    psql_admin -d chainlearn -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+
+psql_admin() {
+    psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 -q "$@"
+}
+
+stop_postgres() {
+    [ -f "$STATE_DIR/pg/postmaster.pid" ] || return 0
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$STATE_DIR/pg" -m fast stop >/dev/null 2>&1 || true
+    wait_port_state "$PG_PORT" closed 30
+}
+
+start_redis() {
+    mkdir -p "$STATE_DIR"
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
+        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize yes --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" \
+            --dir "$STATE_DIR"
+        wait_port_state "$REDIS_PORT" open 30
+    fi
+}
+
+stop_redis() {
+    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    wait_port_state "$REDIS_PORT" closed 30
+}
+
+export_service_env() {
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/chainlearn"
+    export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+    export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/1"
+    export REDIS_SERVER_BIN="$(command -v redis-server)"
+}

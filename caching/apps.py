@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CachingConfig(AppConfig):
+    name = "caching"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,216 @@
+"""The API's envelopes, errors and pagination: one home for the contract's shapes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, JsonResponse
+from django.utils import timezone
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+logger = logging.getLogger("chainlearn.api")
+
+API_VERSION = "v1"
+PAGE_LIMIT_MAX = 50
+PAGE_LIMIT_DEFAULT = 20
+
+
+class DomainError(Exception):
+    """A business-rule failure that maps to one status and error code."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "NOT_FOUND"
+
+
+class Forbidden(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "FORBIDDEN"
+
+
+class Conflict(DomainError):
+    status_code = status.HTTP_409_CONFLICT
+    code = "CONFLICT"
+
+
+class InvalidInput(DomainError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "VALIDATION_ERROR"
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` suffix, as DRF renders datetimes."""
+    if value is None:
+        return None
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def request_id(request: HttpRequest | Request) -> str:
+    rid = getattr(request, "request_id", None)
+    return rid if isinstance(rid, str) else str(uuid.uuid4())
+
+
+def meta(request: HttpRequest | Request) -> dict[str, str]:
+    return {
+        "version": API_VERSION,
+        "timestamp": iso(timezone.now()) or "",
+        "requestId": request_id(request),
+    }
+
+
+def ok(
+    request: Request,
+    data: Any,
+    *,
+    status_code: int = status.HTTP_200_OK,
+    pagination: dict[str, int] | None = None,
+) -> Response:
+    """The success envelope; ``meta`` is built per response, never cached."""
+    body: dict[str, Any] = {"success": True, "data": data}
+    if pagination is not None:
+        body["pagination"] = pagination
+    body["meta"] = meta(request)
+    return Response(body, status=status_code)
+
+
+def error_body(
+    status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"statusCode": status_code, "error": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return body
+
+
+def error_response(
+    status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> JsonResponse:
+    """The error envelope for code outside DRF (middleware, URL handlers)."""
+    return JsonResponse(error_body(status_code, code, message, details), status=status_code)
+
+
+_DRF_CODES: list[tuple[type[Exception], int, str]] = [
+    (exceptions.NotAuthenticated, 401, "UNAUTHORIZED"),
+    (exceptions.AuthenticationFailed, 401, "UNAUTHORIZED"),
+    (exceptions.PermissionDenied, 403, "FORBIDDEN"),
+    (exceptions.NotFound, 404, "NOT_FOUND"),
+    (exceptions.MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
+    (exceptions.NotAcceptable, 406, "NOT_ACCEPTABLE"),
+    (exceptions.UnsupportedMediaType, 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (exceptions.Throttled, 429, "RATE_LIMITED"),
+    (exceptions.ParseError, 400, "VALIDATION_ERROR"),
+]
+
+
+def _flatten(detail: Any) -> Any:
+    if isinstance(detail, dict):
+        return {str(k): _flatten(v) for k, v in detail.items()}
+    if isinstance(detail, list):
+        return [_flatten(v) for v in detail]
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """Map every exception raised in a view to the contract's error envelope."""
+    headers: dict[str, str] = {}
+    details: dict[str, Any] | None = None
+    if isinstance(exc, DomainError):
+        status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
+    elif isinstance(exc, exceptions.ValidationError):
+        status_code, code, message = 400, "VALIDATION_ERROR", "Invalid request"
+        detail = _flatten(exc.detail)
+        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+    elif isinstance(exc, Http404):
+        status_code, code, message = 404, "NOT_FOUND", "Not found"
+    elif isinstance(exc, DjangoPermissionDenied):
+        status_code, code, message = 403, "FORBIDDEN", "Forbidden"
+    elif isinstance(exc, RequestDataTooBig):
+        status_code, code, message = 413, "PAYLOAD_TOO_LARGE", "Request body too large"
+    elif isinstance(exc, OperationalError | InterfaceError):
+        logger.error("database unavailable: %s", exc.__class__.__name__)
+        status_code, code, message = 503, "SERVICE_UNAVAILABLE", "Database unavailable"
+        headers["Retry-After"] = "5"
+    elif isinstance(exc, exceptions.APIException):
+        status_code, code = exc.status_code, "ERROR"
+        for exc_type, mapped_status, mapped_code in _DRF_CODES:
+            if isinstance(exc, exc_type):
+                status_code, code = mapped_status, mapped_code
+                break
+        message = str(exc.detail) if isinstance(exc.detail, str) else "Invalid request"
+        wait = getattr(exc, "wait", None)
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait) + 1)
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+    elif isinstance(exc, DatabaseError):
+        logger.exception("database error")
+        status_code, code, message = 500, "INTERNAL_ERROR", "Internal server error"
+    else:
+        logger.exception("unhandled error")
+        status_code, code, message = 500, "INTERNAL_ERROR", "Internal server error"
+    return Response(error_body(status_code, code, message, details), status=status_code,
+                    headers=headers)
+
+
+_DIGITS = re.compile(r"^[0-9]{1,6}$")
+
+
+@dataclass(frozen=True)
+class PageParams:
+    page: int
+    limit: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+    def pagination(self, total: int) -> dict[str, int]:
+        return {"page": self.page, "limit": self.limit, "total": total}
+
+
+def page_params(request: Request) -> PageParams:
+    """Strictly parse ``page`` (≥ 1) and ``limit`` (1–50): anything else is a 400."""
+    errors: dict[str, list[str]] = {}
+    values: dict[str, int] = {}
+    for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):
+        raw = request.query_params.get(name)
+        if raw is None:
+            values[name] = default
+            continue
+        if not _DIGITS.match(raw) or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
+            bound = f"between 1 and {maximum}" if maximum else "at least 1"
+            errors[name] = [f"Must be an integer {bound}."]
+            continue
+        values[name] = int(raw)
+    if errors:
+        raise InvalidInput("Invalid pagination parameters", details=errors)
+    return PageParams(page=values["page"], limit=values["limit"])
+
+
+def parse_uuid(raw: str, *, field: str = "id") -> uuid.UUID:
+    """A path or body UUID, or a 400 naming the field."""
+    try:
+        return uuid.UUID(str(raw))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"Invalid {field}", details={field: ["Must be a valid UUID."]}) from None

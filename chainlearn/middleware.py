@@ -1,0 +1,63 @@
+"""Request-level middleware: request ids, the /api → /api/v1 redirect, body size."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+
+from chainlearn.api import error_response
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+Handler = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Use the caller's ``X-Request-Id`` when it is sane, else a new UUID; echo it back."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        supplied = request.headers.get("X-Request-Id", "")
+        rid = supplied if _REQUEST_ID.match(supplied) else str(uuid.uuid4())
+        request.request_id = rid  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        response["X-Request-Id"] = rid
+        return response
+
+
+class ApiVersionRedirectMiddleware:
+    """``/api/<rest>`` that is not under ``/api/v1/`` answers 301 to ``/api/v1/<rest>``."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        if path.startswith("/api/") and not path.startswith("/api/v1/") and path != "/api/v1":
+            target = "/api/v1/" + path[len("/api/") :]
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponsePermanentRedirect(f"{target}?{query}" if query else target)
+        return self.get_response(request)
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over ``MAX_BODY_BYTES`` with 413 before anything reads them."""
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            too_big = int(length) > settings.MAX_BODY_BYTES
+        except ValueError:
+            return error_response(400, "VALIDATION_ERROR", "Invalid Content-Length")
+        if too_big:
+            return error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large")
+        return self.get_response(request)

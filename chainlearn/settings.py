@@ -1,0 +1,222 @@
+"""ChainLearn settings: one module, every knob from an environment variable.
+
+Development defaults are safe for a laptop; production differs only by env values.
+With ``DEBUG=false`` the service refuses to start on the default ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else float(raw)
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def database_from_url(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ImproperlyConfigured("DATABASE_URL must be a postgres:// URL")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or ""),
+        # Persistent connections: a new connection per request cost ~4x throughput here.
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
+        "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3)},
+        # Lets parallel test runs on one server use databases of their own.
+        "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or None},
+    }
+
+
+DEBUG = env_bool("DEBUG", True)
+SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is false")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+
+INSTALLED_APPS = [
+    "django_prometheus",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "users",
+    "courses",
+    "rewards",
+    "credentials",
+    "caching",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "chainlearn.middleware.RequestIdMiddleware",
+    "chainlearn.middleware.ApiVersionRedirectMiddleware",
+    "chainlearn.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "chainlearn.urls"
+WSGI_APPLICATION = "chainlearn.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": database_from_url(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:55432/chainlearn")
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "users.User"
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
+CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
+# Cache calls sit on the request path: tight timeouts and no retries (caching.md, property 7).
+CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.05)
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "chainlearn:django",
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+            "SOCKET_CONNECT_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+            "SOCKET_TIMEOUT": CACHE_SOCKET_TIMEOUT,
+            "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0), "max_connections": 64},
+            "IGNORE_EXCEPTIONS": False,
+        },
+    }
+}
+# Seconds each hot read stays fresh (caching.md TTL table); override with CACHE_TTL_<NS>.
+CACHE_TTLS = {
+    "courses:list": env_int("CACHE_TTL_COURSES_LIST", 30),
+    "courses:detail": env_int("CACHE_TTL_COURSES_DETAIL", 120),
+    "users:progress": env_int("CACHE_TTL_USERS_PROGRESS", 10),
+    "rewards:history": env_int("CACHE_TTL_REWARDS_HISTORY", 30),
+    "credentials:list": env_int("CACHE_TTL_CREDENTIALS_LIST", 60),
+}
+# Seconds an expired entry may still be served while one request refreshes it.
+CACHE_STALE_GRACE = env_int("CACHE_STALE_GRACE", 10)
+# How long a filler holds its lease, and how long other requests wait for its fill.
+CACHE_LEASE_MS = env_int("CACHE_LEASE_MS", 2000)
+CACHE_FILL_WAIT_MS = env_int("CACHE_FILL_WAIT_MS", 500)
+# Circuit breaker: open after this many consecutive Redis failures, probe after cooldown.
+CACHE_BREAKER_THRESHOLD = env_int("CACHE_BREAKER_THRESHOLD", 3)
+CACHE_BREAKER_COOLDOWN = env_float("CACHE_BREAKER_COOLDOWN", 5.0)
+CACHE_WARM_INTERVAL = env_int("CACHE_WARM_INTERVAL", 300)
+CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", True)
+
+REWARD_AMOUNT = env_int("REWARD_AMOUNT", 10)
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:56379/1")
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    # Keeps the course list pages and every active course's detail hot (caching.md, Warming).
+    "cache-warm": {
+        "task": "caching.tasks.cache_warm",
+        "schedule": float(CACHE_WARM_INTERVAL),
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["users.authentication.BearerTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "chainlearn.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ChainLearn API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Request bodies over 100 KB answer 413 (api.md).
+MAX_BODY_BYTES = 100 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_BODY_BYTES
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "no-referrer"
+if not DEBUG:
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+}

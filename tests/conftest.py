@@ -1,0 +1,51 @@
+"""Shared fixtures: a real PostgreSQL (pytest-django) and the real Redis .ci/run starts.
+
+Every test starts from an empty cache: the test Redis database is emptied before each
+test (tests own that database; the product code never flushes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django_redis import get_redis_connection
+from rest_framework.test import APIClient
+
+from tests.factories import UserFactory, token_for
+from users.models import User
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    get_redis_connection("default").flushdb()
+    yield
+
+
+@pytest.fixture
+def redis_client() -> Any:
+    return get_redis_connection("default")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def user() -> User:
+    return UserFactory()
+
+
+@pytest.fixture
+def auth_api(user: User) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+    return client
+
+
+def client_for(user: User) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
+    return client

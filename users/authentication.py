@@ -1,0 +1,57 @@
+"""Bearer-token authentication: ``Authorization: Bearer <token>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+from users.models import ApiToken, User, hash_token
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """Resolve the token with one query (token joined to its user).
+
+    A missing, malformed or revoked token authenticates nobody rather than raising, so
+    optional-auth endpoints treat it as anonymous; endpoints that require a user answer
+    401 through their ``IsAuthenticated`` permission.
+    """
+
+    keyword = b"bearer"
+
+    def authenticate(self, request: Request) -> tuple[User, str] | None:
+        parts = get_authorization_header(request).split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword:
+            return None
+        try:
+            raw = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            return None
+        if not 20 <= len(raw) <= 128:
+            return None
+        token = (
+            ApiToken.objects.select_related("user")
+            .filter(key_hash=hash_token(raw), user__is_active=True)
+            .first()
+        )
+        if token is None:
+            return None
+        return token.user, raw
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Bearer"
+
+
+def bearer_scheme_extension() -> Any:
+    """Documents the scheme in the OpenAPI schema (drf-spectacular picks it up on import)."""
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+    class BearerScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+        target_class = "users.authentication.BearerTokenAuthentication"
+        name = "bearerAuth"
+
+        def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+            return {"type": "http", "scheme": "bearer"}
+
+    return BearerScheme

@@ -1,0 +1,59 @@
+"""Learners and staff, and the bearer tokens they log in with."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+
+
+class User(AbstractUser):
+    class Pace(models.TextChoices):
+        SLOW = "slow"
+        MEDIUM = "medium"
+        FAST = "fast"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    stellar_address = models.CharField(max_length=56, unique=True, null=True, blank=True)
+    display_name = models.CharField(max_length=100, blank=True, default="")
+    background = models.CharField(max_length=1000, blank=True, default="")
+    learning_goal = models.CharField(max_length=500, blank=True, default="")
+    pace = models.CharField(max_length=10, choices=Pace.choices, default=Pace.MEDIUM)
+    language = models.CharField(max_length=10, default="en")
+    credits = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(credits__gte=0), name="user_credits_gte_0"),
+            models.CheckConstraint(
+                condition=models.Q(pace__in=["slow", "medium", "fast"]), name="user_pace_valid"
+            ),
+        ]
+
+
+def hash_token(raw: str) -> str:
+    """The stored form of a bearer token: a leaked table does not leak live tokens."""
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """One bearer token per login; logout deletes it."""
+
+    key_hash = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @classmethod
+    def issue(cls, user: User) -> str:
+        """Create a token for ``user`` and return its raw value (shown once)."""
+        raw = secrets.token_urlsafe(32)
+        cls.objects.create(key_hash=hash_token(raw), user=user)
+        return raw
+
+    def __str__(self) -> str:
+        return f"token of {self.user_id}"
