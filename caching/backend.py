@@ -1,2 +1,282 @@
+"""Redis access for the caching layer: Lua scripts, tight timeouts, the circuit breaker.
+
+Every call goes through ``guarded``: it is skipped while the breaker is open, its failure
+is logged, counted and turned into ``CacheUnavailable`` (callers fall back to the database),
+and it first bumps the global epoch when an earlier invalidation may have been lost.
+The client comes from django-redis with the socket timeouts and zero-retry policy of
+``settings.CACHES``, so no call blocks a request for longer than tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django_redis import get_redis_connection
+from redis import Redis
+from redis.exceptions import RedisError
+
+from caching import keys
+from caching.breaker import CircuitBreaker
+from caching.metrics import BREAKER_OPEN, ERRORS
+
+logger = logging.getLogger("chainlearn.cache")
+
+T = TypeVar("T")
+
+# Reads the epoch and both generations, then the entry under that stamp; on a miss or an
+# expired entry it tries to take the fill lease. One round trip for every outcome.
+# KEYS: epoch, namespace gen, scope gen, stats hash. ARGV: entry head, params, now ms,
+# lease ms, lease token, count (1 to record the outcome in the stats hash).
+LOOKUP = """
+local epoch = redis.call('GET', KEYS[1]) or '0'
+local g1 = redis.call('GET', KEYS[2]) or '0'
+local g2 = redis.call('GET', KEYS[3]) or '0'
+local stamp = 'e' .. epoch .. '.' .. g1 .. '.' .. g2
+local key = ARGV[1] .. stamp .. ':' .. ARGV[2]
+local value = redis.call('GET', key)
+local state
+if value then
+  local nl = string.find(value, '\\n', 1, true)
+  if tonumber(string.sub(value, 1, nl - 1)) > tonumber(ARGV[3]) then
+    state = 'hit'
+  elseif redis.call('SET', key .. ':lease', ARGV[5], 'NX', 'PX', ARGV[4]) then
+    state = 'refresh'
+  else
+    state = 'stale'
+  end
+elseif redis.call('SET', key .. ':lease', ARGV[5], 'NX', 'PX', ARGV[4]) then
+  state = 'fill'
+else
+  state = 'wait'
+end
+if ARGV[6] == '1' then
+  local field = ({hit='hits', stale='hits', refresh='misses', fill='misses'})[state]
+  if field then redis.call('HINCRBY', KEYS[4], field, 1) end
+  if state == 'stale' then redis.call('HINCRBY', KEYS[4], 'stale', 1) end
+end
+return {state, key, stamp, value or false}
+"""
+
+# Stores a filled entry only if the epoch and generations still match the stamp the reader
+# saw before loading: a write that committed meanwhile has bumped one of them, so the
+# reader's (possibly old) value is dropped instead of stored. Releases the reader's lease.
+# KEYS: epoch, namespace gen, scope gen, entry, lease. ARGV: stamp, value, ttl ms, token.
+STORE = """
+local stamp = 'e' .. (redis.call('GET', KEYS[1]) or '0') .. '.' ..
+  (redis.call('GET', KEYS[2]) or '0') .. '.' .. (redis.call('GET', KEYS[3]) or '0')
+local stored = 0
+if stamp == ARGV[1] then
+  redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
+  stored = 1
+end
+if redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
+return stored
+"""
+
+# A waiter's poll: the entry if the filler stored it, else the lease if the filler is gone.
+# KEYS: entry, lease, stats hash. ARGV: lease ms, token.
+POLL = """
+local value = redis.call('GET', KEYS[1])
+if value then
+  redis.call('HINCRBY', KEYS[3], 'hits', 1)
+  redis.call('HINCRBY', KEYS[3], 'waits', 1)
+  return {'hit', value}
+end
+if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then
+  redis.call('HINCRBY', KEYS[3], 'misses', 1)
+  return {'fill', false}
+end
+return {'wait', false}
+"""
+
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class CacheUnavailable(Exception):
+    """Redis could not be used for this call; the caller serves from the database."""
+
+
+def _on_breaker_change(is_open: bool) -> None:
+    BREAKER_OPEN.set(1 if is_open else 0)
+    logger.warning("cache circuit breaker %s", "opened" if is_open else "closed")
+
+
+breaker = CircuitBreaker(
+    threshold=settings.CACHE_BREAKER_THRESHOLD,
+    cooldown=settings.CACHE_BREAKER_COOLDOWN,
+    on_change=_on_breaker_change,
+)
+
+
+class _Scripts:
+    def __init__(self) -> None:
+        self.client: Redis | None = None
+        self.lookup: Any = None
+        self.store: Any = None
+        self.poll: Any = None
+        self.release: Any = None
+
+    def bind(self) -> Redis:
+        if self.client is None:
+            client = get_redis_connection("default")
+            self.lookup = client.register_script(LOOKUP)
+            self.store = client.register_script(STORE)
+            self.poll = client.register_script(POLL)
+            self.release = client.register_script(RELEASE)
+            self.client = client
+        return self.client
+
+
+scripts = _Scripts()
+
+
+def redis_client() -> Redis:
+    return scripts.bind()
+
+
+def guarded(namespace: str, operation: str, call: Callable[[Redis], T]) -> T:
+    """Run ``call`` against Redis under the breaker; raise ``CacheUnavailable`` on failure."""
+    if not breaker.allow():
+        raise CacheUnavailable("circuit open")
+    try:
+        client = redis_client()
+        if breaker.needs_epoch_bump:
+            client.incr(keys.epoch_key())
+            breaker.needs_epoch_bump = False
+            logger.warning("cache epoch bumped after an unreachable period")
+        result = call(client)
+    except (RedisError, OSError) as exc:
+        breaker.record_failure()
+        ERRORS.labels(namespace, operation).inc()
+        logger.warning("cache %s failed for %s: %s", operation, namespace, exc)
+        raise CacheUnavailable(str(exc)) from exc
+    breaker.record_success()
+    return result
+
+
+def new_lease_token() -> str:
+    return secrets.token_hex(8)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one entry lives: its generation keys and, after a lookup, its stamp and key."""
+
+    namespace: str
+    epoch_key: str
+    namespace_gen_key: str
+    scope_gen_key: str
+    head: str
+    fragment: str
+
+    @property
+    def stats_key(self) -> str:
+        return keys.stats_key(self.namespace)
+
+
+@dataclass(frozen=True)
+class Lookup:
+    state: str  # hit | stale | refresh | fill | wait
+    key: str
+    stamp: str
+    raw: bytes | None
+    token: str
+
+
+def lookup(slot: Slot, *, lease_ms: int, count: bool = True) -> Lookup:
+    token = new_lease_token()
+    state, key, entry_stamp, raw = guarded(
+        slot.namespace,
+        "lookup",
+        lambda c: scripts.lookup(
+            keys=[slot.epoch_key, slot.namespace_gen_key, slot.scope_gen_key, slot.stats_key],
+            args=[slot.head, slot.fragment, now_ms(), lease_ms, token, 1 if count else 0],
+            client=c,
+        ),
+    )
+    return Lookup(
+        state=_text(state), key=_text(key), stamp=_text(entry_stamp), raw=raw or None, token=token
+    )
+
+
+def store(slot: Slot, found: Lookup, value: bytes, ttl_ms: int) -> bool:
+    stored = guarded(
+        slot.namespace,
+        "store",
+        lambda c: scripts.store(
+            keys=[
+                slot.epoch_key, slot.namespace_gen_key, slot.scope_gen_key,
+                found.key, keys.lease_key(found.key),
+            ],
+            args=[found.stamp, value, ttl_ms, found.token],
+            client=c,
+        ),
+    )
+    return bool(stored)
+
+
+def poll(slot: Slot, found: Lookup, *, lease_ms: int) -> tuple[str, bytes | None]:
+    state, raw = guarded(
+        slot.namespace,
+        "poll",
+        lambda c: scripts.poll(
+            keys=[found.key, keys.lease_key(found.key), slot.stats_key],
+            args=[lease_ms, found.token],
+            client=c,
+        ),
+    )
+    return _text(state), raw or None
+
+
+def release(slot: Slot, found: Lookup) -> None:
+    guarded(
+        slot.namespace,
+        "release",
+        lambda c: scripts.release(keys=[keys.lease_key(found.key)], args=[found.token], client=c),
+    )
+
+
+def record_miss(namespace: str) -> None:
+    """Count a waiter that gave up and loaded from the database itself."""
+    guarded(namespace, "stats", lambda c: c.hincrby(keys.stats_key(namespace), "misses", 1))
+
+
+def bump_generations(namespace: str, gen_keys: Iterable[str]) -> None:
+    """``INCR`` each generation key in one round trip (the O(1) invalidation)."""
+
+    def run(client: Redis) -> None:
+        pipe = client.pipeline(transaction=False)
+        for key in gen_keys:
+            pipe.incr(key)
+        pipe.execute()
+
+    guarded(namespace, "invalidate", run)
+
+
+def bump_epoch() -> None:
+    guarded("*", "invalidate", lambda c: c.incr(keys.epoch_key()))
+
+
 def redis_ping() -> bool:
-    return True
+    """Readiness probe: a bounded PING that bypasses (and does not trip) the breaker."""
+    try:
+        return bool(redis_client().ping())
+    except (RedisError, OSError):
+        return False
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

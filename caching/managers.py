@@ -1,37 +1,98 @@
-"""The hot-read cache managers: one per hot path, all in the registry.
+"""The five hot-read managers (caching.md) and what makes each one stale.
 
-TEMPORARY pass-through while the caching layer is being written: ``get`` calls the loader.
+Views read hot paths only through these; the dependencies below are the invalidation
+matrix, row by row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Sequence
+
+from django.apps import apps
+from django.db import models
+
+from caching.registry import CacheManager, Dependency, by_field, every_entry, registry
 
 
-class CacheManager:
-    def __init__(self, namespace: str, loader: Callable[..., Any]) -> None:
-        self.namespace = namespace
-        self.loader = loader
-
-    def get(self, **params: Any) -> Any:
-        return self.loader(**params)
-
-
-def _lazy(path: str) -> Callable[..., Any]:
-    def call(**params: Any) -> Any:
-        module, name = path.rsplit(".", 1)
-        import importlib
-
-        return getattr(importlib.import_module(module), name)(**params)
-
-    return call
+def quiz_course_ids(rows: Sequence[models.Model]) -> set[str]:
+    module_ids = {row.module_id for row in rows}  # type: ignore[attr-defined]
+    module = apps.get_model("courses", "Module")
+    return {
+        str(course_id)
+        for course_id in module._base_manager.filter(pk__in=module_ids).values_list(
+            "course_id", flat=True
+        )
+    }
 
 
-course_list_cache = CacheManager("courses:list", _lazy("courses.selectors.course_list"))
-course_detail_cache = CacheManager("courses:detail", _lazy("courses.selectors.course_detail"))
-progress_cache = CacheManager("users:progress", _lazy("users.selectors.user_progress"))
-reward_history_cache = CacheManager("rewards:history", _lazy("rewards.selectors.reward_history"))
-credential_list_cache = CacheManager(
-    "credentials:list", _lazy("credentials.selectors.credential_list")
+course_list_cache = registry.register(
+    CacheManager(
+        namespace="courses:list",
+        loader_path="courses.selectors.course_list",
+        scope_param=None,
+        key_params=("difficulty", "page", "limit"),
+        dependencies=(
+            Dependency("courses.Course", every_entry),
+            Dependency("courses.Enrollment", every_entry),  # enrolledCount
+        ),
+    )
+)
+
+course_detail_cache = registry.register(
+    CacheManager(
+        namespace="courses:detail",
+        loader_path="courses.selectors.course_detail",
+        scope_param="course_id",
+        key_params=(),
+        dependencies=(
+            Dependency("courses.Course", by_field("id")),
+            Dependency("courses.Module", by_field("course_id")),
+            Dependency("courses.Quiz", quiz_course_ids),
+            Dependency("courses.Enrollment", by_field("course_id")),  # enrolledCount
+        ),
+    )
+)
+
+progress_cache = registry.register(
+    CacheManager(
+        namespace="users:progress",
+        loader_path="users.selectors.user_progress",
+        scope_param="user_id",
+        key_params=(),
+        dependencies=(
+            Dependency("courses.Enrollment", by_field("user_id")),
+            Dependency("courses.QuizSubmission", by_field("user_id")),
+            Dependency("rewards.Reward", by_field("user_id")),
+            Dependency("credentials.Credential", by_field("user_id")),
+        ),
+    )
+)
+
+reward_history_cache = registry.register(
+    CacheManager(
+        namespace="rewards:history",
+        loader_path="rewards.selectors.reward_history",
+        scope_param="user_id",
+        key_params=("page", "limit"),
+        dependencies=(
+            Dependency("rewards.Reward", by_field("user_id")),
+            Dependency("courses.QuizSubmission", by_field("user_id")),  # score
+            # Course titles appear in every user's history: one namespace-wide bump.
+            Dependency("courses.Course", every_entry),
+            Dependency("courses.Module", every_entry),  # a module moved to another course
+        ),
+    )
+)
+
+credential_list_cache = registry.register(
+    CacheManager(
+        namespace="credentials:list",
+        loader_path="credentials.selectors.credential_list",
+        scope_param="user_id",
+        key_params=(),
+        dependencies=(
+            Dependency("credentials.Credential", by_field("user_id")),
+            Dependency("courses.Course", every_entry),  # course titles
+        ),
+    )
 )

@@ -1,0 +1,214 @@
+"""Cache managers and the registry that drives invalidation, warming, commands and metrics.
+
+A manager owns one hot read: its namespace, TTL, payload version, how a key is built from
+validated parameters, the loader (a selector) and the models it depends on. ``get`` is the
+read path (see ``CacheManager.get`` for the protocol); ``targets_for`` answers which
+generations a changed row bumps.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from caching import backend, keys
+from caching.backend import CacheUnavailable, Lookup, Slot
+from caching.metrics import FILL_SECONDS, FILL_WAITS, HITS, MISSES, STALE_SERVED
+
+logger = logging.getLogger("chainlearn.cache")
+
+ScopeFn = Callable[[Sequence[models.Model]], set[str]]
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """``model`` rows changing make the scopes ``scopes(rows)`` stale (``keys.ALL``: all)."""
+
+    model: str
+    scopes: ScopeFn
+
+
+def every_entry(rows: Sequence[models.Model]) -> set[str]:
+    return {keys.ALL}
+
+
+def by_field(name: str) -> ScopeFn:
+    """Scopes named by a field of each changed row (e.g. ``user_id``)."""
+
+    def scopes(rows: Sequence[models.Model]) -> set[str]:
+        return {str(getattr(row, name)) for row in rows if getattr(row, name) is not None}
+
+    return scopes
+
+
+@dataclass
+class CacheManager:
+    namespace: str
+    loader_path: str
+    scope_param: str | None
+    key_params: tuple[str, ...]
+    dependencies: tuple[Dependency, ...]
+    version: int = 1
+    # Test hook: called between the load and the store (forces the stale-set interleaving).
+    after_load: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ttl(self) -> int:
+        return int(settings.CACHE_TTLS[self.namespace])
+
+    def load(self, **params: Any) -> Any:
+        module, name = self.loader_path.rsplit(".", 1)
+        loader = getattr(importlib.import_module(module), name)
+        return loader(**params)
+
+    def slot(self, params: dict[str, Any]) -> Slot:
+        scope = keys.ALL if self.scope_param is None else str(params[self.scope_param])
+        return Slot(
+            namespace=self.namespace,
+            epoch_key=keys.epoch_key(),
+            namespace_gen_key=keys.generation_key(self.namespace),
+            scope_gen_key=keys.generation_key(self.namespace, scope),
+            head=keys.entry_head(self.namespace, self.version, scope),
+            fragment=keys.params({name: params[name] for name in self.key_params}),
+        )
+
+    def get(self, **params: Any) -> Any:
+        """The value of this read for ``params``, from Redis when possible.
+
+        One Lua round trip reads the entry under the current epoch and generations. Fresh:
+        served. Expired but within the grace period: served by every request except the one
+        that won the refresh lease, which reloads. Missing: the lease winner loads and
+        stores; the others poll briefly for its value, take over if its lease lapses, and
+        after ``CACHE_FILL_WAIT_MS`` load from the database themselves. Any Redis failure is
+        a miss served from the database.
+        """
+        if not settings.CACHE_ENABLED:
+            return self.load(**params)
+        slot = self.slot(params)
+        try:
+            found = backend.lookup(slot, lease_ms=settings.CACHE_LEASE_MS)
+        except CacheUnavailable:
+            MISSES.labels(self.namespace).inc()
+            return self.load(**params)
+        if found.state == "hit" and found.raw is not None:
+            HITS.labels(self.namespace).inc()
+            return decode(found.raw)
+        if found.state == "stale" and found.raw is not None:
+            HITS.labels(self.namespace).inc()
+            STALE_SERVED.labels(self.namespace).inc()
+            return decode(found.raw)
+        if found.state == "wait":
+            return self._wait_for_fill(slot, found, params)
+        MISSES.labels(self.namespace).inc()
+        return self._fill(slot, found, params)
+
+    def warm(self, **params: Any) -> bool:
+        """Fill this entry if it is missing or expired; True if this call stored it."""
+        slot = self.slot(params)
+        found = backend.lookup(slot, lease_ms=settings.CACHE_LEASE_MS, count=False)
+        if found.state not in ("fill", "refresh"):
+            return False
+        self._fill(slot, found, params)
+        return True
+
+    def _fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            value = self.load(**params)
+        except BaseException:
+            self._release(slot, found)
+            raise
+        FILL_SECONDS.labels(self.namespace).observe(time.perf_counter() - started)
+        if self.after_load is not None:
+            self.after_load()
+        if value is None:
+            # Nothing to cache (e.g. an unknown course): let waiters load for themselves.
+            self._release(slot, found)
+            return None
+        ttl_ms = self.ttl * 1000
+        payload = encode(value, fresh_until_ms=backend.now_ms() + ttl_ms)
+        try:
+            backend.store(slot, found, payload, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
+        except CacheUnavailable:
+            pass
+        return value
+
+    def _wait_for_fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> Any:
+        deadline = time.monotonic() + settings.CACHE_FILL_WAIT_MS / 1000
+        delay = 0.002
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                state, raw = backend.poll(slot, found, lease_ms=settings.CACHE_LEASE_MS)
+                if state == "hit" and raw is not None:
+                    HITS.labels(self.namespace).inc()
+                    FILL_WAITS.labels(self.namespace).inc()
+                    return decode(raw)
+                if state == "fill":
+                    MISSES.labels(self.namespace).inc()
+                    return self._fill(slot, found, params)
+            backend.record_miss(self.namespace)
+        except CacheUnavailable:
+            pass
+        MISSES.labels(self.namespace).inc()
+        return self.load(**params)
+
+    def _release(self, slot: Slot, found: Lookup) -> None:
+        try:
+            backend.release(slot, found)
+        except CacheUnavailable:
+            pass
+
+    def targets_for(self, model: type[models.Model], rows: Sequence[models.Model]) -> set[str]:
+        label = model._meta.label
+        scopes: set[str] = set()
+        for dependency in self.dependencies:
+            if dependency.model == label:
+                scopes |= dependency.scopes(rows)
+        return scopes
+
+
+def encode(value: Any, *, fresh_until_ms: int) -> bytes:
+    """``<fresh-until ms>\\n<JSON>``: the Lua lookup reads the expiry without parsing JSON."""
+    return f"{fresh_until_ms}\n".encode() + json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode(raw: bytes) -> Any:
+    return json.loads(raw[raw.index(b"\n") + 1 :])
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._managers: dict[str, CacheManager] = {}
+
+    def register(self, manager: CacheManager) -> CacheManager:
+        self._managers[manager.namespace] = manager
+        return manager
+
+    def all(self) -> list[CacheManager]:
+        return list(self._managers.values())
+
+    def namespaces(self) -> list[str]:
+        return list(self._managers)
+
+    def get(self, namespace: str) -> CacheManager:
+        try:
+            return self._managers[namespace]
+        except KeyError:
+            known = ", ".join(sorted(self._managers))
+            raise KeyError(f"unknown cache namespace {namespace!r} (known: {known})") from None
+
+    def model_labels(self) -> set[str]:
+        return {dep.model for manager in self.all() for dep in manager.dependencies}
+
+
+registry = Registry()
