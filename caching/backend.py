@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -143,8 +143,11 @@ def redis_client() -> Redis:
     return scripts.bind()
 
 
-def guarded(namespace: str, operation: str, call: Callable[[Redis], T]) -> T:
-    """Run ``call`` against Redis under the breaker; raise ``CacheUnavailable`` on failure."""
+def guarded(namespace: str | Sequence[str], operation: str, call: Callable[[Redis], T]) -> T:
+    """Run ``call`` against Redis under the breaker; raise ``CacheUnavailable`` on failure.
+
+    ``namespace`` (or several) labels the error counter.
+    """
     if not breaker.allow():
         raise CacheUnavailable("circuit open")
     try:
@@ -156,7 +159,8 @@ def guarded(namespace: str, operation: str, call: Callable[[Redis], T]) -> T:
         result = call(client)
     except (RedisError, OSError) as exc:
         breaker.record_failure()
-        ERRORS.labels(namespace, operation).inc()
+        for label in [namespace] if isinstance(namespace, str) else namespace:
+            ERRORS.labels(label, operation).inc()
         logger.warning("cache %s failed for %s: %s", operation, namespace, exc)
         raise CacheUnavailable(str(exc)) from exc
     breaker.record_success()
@@ -254,7 +258,7 @@ def record_miss(namespace: str) -> None:
     guarded(namespace, "stats", lambda c: c.hincrby(keys.stats_key(namespace), "misses", 1))
 
 
-def bump_generations(namespace: str, gen_keys: Iterable[str]) -> None:
+def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> None:
     """``INCR`` each generation key in one round trip (the O(1) invalidation)."""
 
     def run(client: Redis) -> None:
@@ -263,7 +267,7 @@ def bump_generations(namespace: str, gen_keys: Iterable[str]) -> None:
             pipe.incr(key)
         pipe.execute()
 
-    guarded(namespace, "invalidate", run)
+    guarded(namespaces, "invalidate", run)
 
 
 def bump_epoch() -> None:

@@ -72,8 +72,9 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         with self._lock:
+            was_open = self.state != self.CLOSED
             self.state = self.CLOSED
             self.failures = 0
             self.needs_epoch_bump = False
-        if self.on_change:
+        if was_open and self.on_change:
             self.on_change(False)

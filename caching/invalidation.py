@@ -44,17 +44,23 @@ def merge(*many: Targets) -> Targets:
 
 
 def invalidate(targets: Targets, cause: str) -> None:
-    """Bump the generations of ``targets`` now (one round trip per namespace)."""
+    """Bump the generations of ``targets`` now, all in one round trip."""
+    if not targets:
+        return
+    gen_keys = [
+        keys.generation_key(namespace, scope)
+        for namespace, scopes in sorted(targets.items())
+        for scope in sorted(scopes)
+    ]
+    try:
+        backend.bump_generations(sorted(targets), gen_keys)
+    except CacheUnavailable:
+        # The entries may still be in Redis: bump the epoch before the next cache read.
+        backend.breaker.needs_epoch_bump = True
+        logger.warning("invalidation of %s deferred to an epoch bump", ", ".join(sorted(targets)))
+        return
     for namespace, scopes in targets.items():
-        gen_keys = [keys.generation_key(namespace, scope) for scope in sorted(scopes)]
-        try:
-            backend.bump_generations(namespace, gen_keys)
-        except CacheUnavailable:
-            # The entries may still be in Redis: bump the epoch before the next cache read.
-            backend.breaker.needs_epoch_bump = True
-            logger.warning("invalidation of %s deferred to an epoch bump", namespace)
-            continue
-        INVALIDATIONS.labels(namespace, cause).inc(len(gen_keys))
+        INVALIDATIONS.labels(namespace, cause).inc(len(scopes))
 
 
 def invalidate_on_commit(targets: Targets, cause: str, using: str | None = None) -> None:

@@ -19,7 +19,10 @@ from users.models import User
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
+    from caching import backend
+
     get_redis_connection("default").flushdb()
+    backend.breaker.reset()
     yield
 
 
@@ -49,3 +52,31 @@ def client_for(user: User) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(user)}")
     return client
+
+
+@pytest.fixture
+def use_redis(settings: Any) -> Iterator[Any]:
+    """Point the caching layer at another Redis URL (a private server or a closed port)."""
+    from caching import backend
+
+    def point(url: str) -> None:
+        caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
+        caches["default"]["LOCATION"] = url
+        settings.CACHES = caches
+        backend.scripts.client = None
+        backend.breaker.reset()
+
+    yield point
+    backend.scripts.client = None
+    backend.breaker.reset()
+
+
+@pytest.fixture
+def private_redis(use_redis: Any) -> Iterator[Any]:
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    use_redis(server.url)
+    yield server
+    server.cleanup()

@@ -1,0 +1,62 @@
+"""Property 4: invalidating a whole namespace is a constant number of Redis commands,
+whatever the number of live keys, with no KEYS or SCAN."""
+
+import pytest
+
+from caching import keys
+from caching.invalidation import flush
+from caching.managers import course_list_cache
+from tests.factories import CourseFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def command_calls(redis_client):
+    stats = redis_client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): v["calls"] for name, v in stats.items()}
+
+
+def fill_list_keys(redis_client, count):
+    """``count`` live entries in the list namespace, under the current stamp."""
+    stamp = keys.stamp(0, 0, 0)
+    head = keys.entry_head("courses:list", course_list_cache.version, keys.ALL)
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(count):
+        fragment = keys.params({"difficulty": None, "page": i + 1, "limit": 20})
+        pipe.set(keys.entry_key(head, stamp, fragment), b"99999999999999\n{}", px=600_000)
+    pipe.execute()
+
+
+def commands_for_one_invalidation(redis_client, invalidate):
+    redis_client.config_resetstat()
+    invalidate()
+    calls = command_calls(redis_client)
+    calls.pop("config|resetstat", None)
+    calls.pop("info", None)
+    return calls
+
+
+@pytest.mark.parametrize("how", ["flush", "course save"])
+def test_invalidation_cost_does_not_grow_with_live_keys(redis_client, how):
+    course = CourseFactory()
+
+    def invalidate():
+        if how == "flush":
+            flush(["courses:list"])
+        else:
+            course.title = course.title + "!"
+            course.save(update_fields=["title"])
+
+    fill_list_keys(redis_client, 10)
+    small = commands_for_one_invalidation(redis_client, invalidate)
+    redis_client.flushdb()
+    fill_list_keys(redis_client, 10_000)
+    assert redis_client.dbsize() >= 10_000
+    large = commands_for_one_invalidation(redis_client, invalidate)
+
+    assert small == large
+    assert sum(large.values()) <= 8
+    assert not {"keys", "scan", "del", "unlink", "flushdb", "flushall"} & set(large)
+    # The old entries are orphaned: a read now misses and computes afresh.
+    found = course_list_cache.get(difficulty=None, page=1, limit=20)
+    assert found["total"] == 1

@@ -1,0 +1,85 @@
+"""Property 3, no stale set: "reader loads old data → writer commits and invalidates →
+reader stores" is forced with the managers' after-load hook and thread events; the late
+store must not be what later readers get."""
+
+import threading
+
+import pytest
+from django.db import connection
+
+from caching.managers import course_detail_cache, progress_cache
+from tests.factories import EnrollmentFactory, UserFactory, course_with_modules
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 10
+
+
+def run_reader_paused_after_load(manager, monkeypatch, write, **params):
+    """Start a reader, let it load, run ``write`` (commit + invalidate), then let it store."""
+    loaded, written = threading.Event(), threading.Event()
+    hooked_thread = {}
+
+    def hook():
+        if threading.current_thread() is hooked_thread.get("t"):
+            loaded.set()
+            assert written.wait(TIMEOUT)
+
+    monkeypatch.setattr(manager, "after_load", hook)
+    result = {}
+
+    def read():
+        try:
+            result["value"] = manager.get(**params)
+        finally:
+            connection.close()
+
+    reader = threading.Thread(target=read)
+    hooked_thread["t"] = reader
+    reader.start()
+    assert loaded.wait(TIMEOUT)
+    write()
+    written.set()
+    reader.join(TIMEOUT)
+    assert not reader.is_alive()
+    monkeypatch.setattr(manager, "after_load", None)
+    return result["value"]
+
+
+def test_stale_set_of_a_shared_entry_is_not_served(monkeypatch):
+    course = course_with_modules(1, title="Before")
+
+    def write():
+        course.title = "After"
+        course.save(update_fields=["title"])
+
+    slow_value = run_reader_paused_after_load(
+        course_detail_cache, monkeypatch, write, course_id=course.id
+    )
+
+    assert slow_value["title"] == "Before"  # the slow reader answered with what it loaded
+    assert course_detail_cache.get(course_id=course.id)["title"] == "After"
+    assert course_detail_cache.get(course_id=course.id)["title"] == "After"
+
+
+def test_stale_set_of_a_per_user_entry_is_not_served(monkeypatch):
+    learner = UserFactory()
+    course = course_with_modules(1)
+
+    slow_value = run_reader_paused_after_load(
+        progress_cache, monkeypatch, lambda: EnrollmentFactory(user=learner, course=course),
+        user_id=learner.id,
+    )
+
+    assert slow_value["enrolledCourses"] == 0
+    assert progress_cache.get(user_id=learner.id)["enrolledCourses"] == 1
+
+
+def test_without_a_write_the_paused_reader_stores_normally(monkeypatch, redis_client):
+    """Control: the hook alone does not prevent the store (so the tests above are meaningful)."""
+    course = course_with_modules(1, title="Same")
+    run_reader_paused_after_load(course_detail_cache, monkeypatch, lambda: None,
+                                 course_id=course.id)
+    entries = [k for k in redis_client.keys("chainlearn:courses:detail:v*")
+               if not k.endswith(b":lease")]
+    assert len(entries) == 1

@@ -1,0 +1,144 @@
+"""Property 7: with Redis unreachable every hot path answers from the database; once the
+breaker is open no request touches the network; an invalidation lost while Redis was away
+leaves nothing stale when it returns."""
+
+import time
+
+import pytest
+from redis.connection import AbstractConnection
+
+from caching import backend
+from tests.conftest import client_for
+from tests.factories import (
+    CredentialFactory,
+    EnrollmentFactory,
+    QuizSubmissionFactory,
+    RewardFactory,
+    UserFactory,
+    course_with_modules,
+)
+from tests.redis_server import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def world():
+    learner = UserFactory()
+    course = course_with_modules(2, title="Resilient")
+    EnrollmentFactory(user=learner, course=course)
+    RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=course.modules.first().quiz))
+    CredentialFactory(user=learner, course=course)
+    return learner, course
+
+
+def hot_paths(course):
+    return [
+        "/api/v1/courses", f"/api/v1/courses/{course.id}", "/api/v1/users/me/progress",
+        "/api/v1/rewards/history", "/api/v1/credentials",
+    ]
+
+
+@pytest.fixture
+def connect_attempts(monkeypatch):
+    """Counts real socket connection attempts made by redis-py (a spy: it still connects)."""
+    calls = []
+    original = AbstractConnection.connect
+
+    def spy(self):
+        calls.append(self.port)
+        return original(self)
+
+    monkeypatch.setattr(AbstractConnection, "connect", spy)
+    return calls
+
+
+def test_closed_port_every_hot_path_serves_from_database(world, use_redis, connect_attempts,
+                                                         settings):
+    learner, course = world
+    client = client_for(learner)
+    use_redis(f"redis://127.0.0.1:{free_port()}/0")
+
+    for path in hot_paths(course):
+        response = client.get(path)
+        assert response.status_code == 200, (path, response.content)
+        assert response.json()["data"]
+    assert backend.breaker.state == backend.breaker.OPEN
+    attempts_until_open = len(connect_attempts)
+    assert attempts_until_open == settings.CACHE_BREAKER_THRESHOLD
+
+    started = time.perf_counter()
+    for path in hot_paths(course):
+        assert client.get(path).status_code == 200
+    assert len(connect_attempts) == attempts_until_open  # no connection was attempted
+    assert backend.breaker.state == backend.breaker.OPEN
+    assert time.perf_counter() - started < 5
+
+
+def test_health_ready_reports_redis_down_but_stays_ready(api, use_redis):
+    use_redis(f"redis://127.0.0.1:{free_port()}/0")
+    response = api.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"database": "ok", "redis": "error"}
+
+
+def test_stopped_redis_then_restarted(world, private_redis, monkeypatch, api,
+                                      django_assert_num_queries):
+    learner, course = world
+    client = client_for(learner)
+    for path in hot_paths(course):
+        client.get(path)
+
+    private_redis.stop()
+    for path in hot_paths(course):
+        assert client.get(path).status_code == 200
+    assert backend.breaker.state == backend.breaker.OPEN
+
+    private_redis.start()
+    monkeypatch.setattr(backend.breaker, "cooldown", 0)
+    for path in hot_paths(course):
+        assert client.get(path).status_code == 200
+    assert backend.breaker.state == backend.breaker.CLOSED
+    api.get("/api/v1/courses")
+    with django_assert_num_queries(0):  # the cache serves again
+        assert api.get("/api/v1/courses").status_code == 200
+
+
+def test_invalidation_lost_while_redis_was_frozen_leaves_nothing_stale(world, private_redis,
+                                                                      monkeypatch):
+    learner, course = world
+    client = client_for(learner)
+    path = f"/api/v1/courses/{course.id}"
+    assert client.get(path).json()["data"]["title"] == "Resilient"
+    assert client.get(path).json()["data"]["title"] == "Resilient"  # cached
+
+    private_redis.pause()  # the entry survives in the frozen server
+    try:
+        course.title = "Changed during the outage"
+        course.save(update_fields=["title"])  # its invalidation times out
+        assert client.get(path).json()["data"]["title"] == "Changed during the outage"
+    finally:
+        private_redis.resume()
+    monkeypatch.setattr(backend.breaker, "cooldown", 0)
+
+    assert client.get(path).json()["data"]["title"] == "Changed during the outage"
+    assert client.get(path).json()["data"]["title"] == "Changed during the outage"
+    assert backend.breaker.state == backend.breaker.CLOSED
+
+
+def test_single_failed_invalidation_without_open_breaker_bumps_epoch(world, private_redis,
+                                                                     redis_client):
+    learner, course = world
+    client = client_for(learner)
+    path = f"/api/v1/courses/{course.id}"
+    client.get(path)
+    private_redis.pause()
+    try:
+        course.title = "One lost bump"
+        course.save(update_fields=["title"])
+    finally:
+        private_redis.resume()
+    assert backend.breaker.state == backend.breaker.CLOSED  # one failure: still closed
+    assert backend.breaker.needs_epoch_bump is True
+    assert client.get(path).json()["data"]["title"] == "One lost bump"
+    assert backend.breaker.needs_epoch_bump is False
