@@ -284,3 +284,10 @@ def redis_ping() -> bool:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def disconnect() -> None:
+    """Drop pooled Redis connections (before a fork, so no child shares a socket)."""
+    if scripts.client is not None:
+        scripts.client.connection_pool.disconnect()
+    scripts.client = None

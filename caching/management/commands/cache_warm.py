@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from caching.backend import CacheUnavailable
+from caching.management.commands._namespaces import resolve
+from caching.warming import WARMABLE, warm
+
+
+class Command(BaseCommand):
+    help = "Fill the shared cache entries (course list pages and course details)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--namespace", help=f"one of: {', '.join(WARMABLE)}")
+
+    def handle(self, *args: Any, namespace: str | None, **options: Any) -> None:
+        try:
+            stored = warm(resolve(namespace, WARMABLE))
+        except CacheUnavailable as exc:
+            raise CommandError(f"Redis is unavailable ({exc}); check REDIS_URL") from exc
+        for name, count in stored.items():
+            self.stdout.write(f"{name}: {count} entries filled")
