@@ -1,0 +1,193 @@
+"""Properties 5 and 6 in one process with real threads: one fill at a time, takeover when
+a filler dies, stale-while-revalidate on expiry and never after an invalidation.
+(The cross-process acceptance test with gunicorn is in test_cache_gunicorn.py.)"""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+
+from caching import backend, keys
+from caching.managers import course_detail_cache, course_list_cache
+from tests.factories import course_with_modules
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TIMEOUT = 10
+
+
+class LoadCounter:
+    """An after-load hook that counts loads and can hold the loader until released."""
+
+    def __init__(self, hold=False):
+        self.loads = 0
+        self.lock = threading.Lock()
+        self.loading = threading.Event()
+        self.release = threading.Event()
+        if not hold:
+            self.release.set()
+
+    def __call__(self):
+        with self.lock:
+            self.loads += 1
+        self.loading.set()
+        assert self.release.wait(TIMEOUT)
+
+
+def concurrently(count, fn):
+    barrier = threading.Barrier(count)
+
+    def run(_):
+        barrier.wait(TIMEOUT)
+        try:
+            return fn()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def stats(redis_client, namespace):
+    return {k.decode(): int(v) for k, v in redis_client.hgetall(keys.stats_key(namespace)).items()}
+
+
+def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, settings):
+    settings.CACHE_FILL_WAIT_MS = 5000
+    course_with_modules(1)
+    counter = LoadCounter()
+    monkeypatch.setattr(course_list_cache, "after_load", counter)
+
+    results = concurrently(20, lambda: course_list_cache.get(difficulty=None, page=1, limit=20))
+
+    assert counter.loads == 1
+    assert all(result == results[0] for result in results)
+    assert results[0]["total"] == 1
+    assert stats(redis_client, "courses:list") == {"misses": 1, "hits": 19, "waits": 19}
+
+
+def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):
+    """The filler is held inside its load until every other request is polling for it."""
+    settings.CACHE_FILL_WAIT_MS = 5000
+    course_with_modules(1)
+    counter = LoadCounter(hold=True)
+    monkeypatch.setattr(course_list_cache, "after_load", counter)
+    pollers, lock = set(), threading.Lock()
+    real_poll = backend.poll
+
+    def spy_poll(*args, **kwargs):
+        with lock:
+            pollers.add(threading.get_ident())
+            if len(pollers) == 9:
+                counter.release.set()
+        return real_poll(*args, **kwargs)
+
+    monkeypatch.setattr(backend, "poll", spy_poll)
+
+    results = concurrently(10, lambda: course_list_cache.get(difficulty=None, page=1, limit=20))
+
+    assert counter.loads == 1
+    assert len(pollers) == 9
+    assert all(result == results[0] for result in results)
+
+
+def test_a_dead_filler_is_taken_over_within_the_lease_timeout(monkeypatch, settings):
+    settings.CACHE_LEASE_MS = 300
+    settings.CACHE_FILL_WAIT_MS = 2000
+    course = course_with_modules(1, title="Takeover")
+
+    def die():
+        raise SystemExit("filler died between load and store")
+
+    monkeypatch.setattr(course_detail_cache, "after_load", die)
+    with pytest.raises(SystemExit):
+        course_detail_cache.get(course_id=course.id)  # holds the lease and never stores
+    monkeypatch.setattr(course_detail_cache, "after_load", None)
+
+    started = time.monotonic()
+    value = course_detail_cache.get(course_id=course.id)
+    waited = time.monotonic() - started
+
+    assert value["title"] == "Takeover"
+    assert waited < settings.CACHE_FILL_WAIT_MS / 1000  # took over; never waited the full bound
+    found = backend.lookup(course_detail_cache.slot({"course_id": course.id}), lease_ms=1000)
+    assert found.state == "hit"  # and the taker-over stored the entry
+
+
+def test_waiters_give_up_after_the_wait_bound(monkeypatch, settings):
+    settings.CACHE_LEASE_MS = 10_000
+    settings.CACHE_FILL_WAIT_MS = 150
+    course = course_with_modules(1, title="Bounded")
+    monkeypatch.setattr(course_detail_cache, "after_load",
+                        lambda: (_ for _ in ()).throw(SystemExit()))
+    with pytest.raises(SystemExit):
+        course_detail_cache.get(course_id=course.id)
+    monkeypatch.setattr(course_detail_cache, "after_load", None)
+
+    started = time.monotonic()
+    assert course_detail_cache.get(course_id=course.id)["title"] == "Bounded"
+    assert time.monotonic() - started < 1.0
+
+
+def expire_entries(monkeypatch, seconds):
+    """Move the caching layer's clock past the TTL (Redis keeps the entries for the grace)."""
+    real = backend.now_ms
+    monkeypatch.setattr(backend, "now_ms", lambda: real() + seconds * 1000)
+
+
+def change_description_without_invalidating(course, text):
+    """A change the cache may show late (like a count within its TTL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE courses_course SET description = %s WHERE id = %s",
+                       [text, course.id])
+
+
+def test_expired_entry_is_served_stale_while_exactly_one_request_refreshes(
+    monkeypatch, redis_client, settings
+):
+    course = course_with_modules(1, description="old")
+    course_detail_cache.get(course_id=course.id)
+    change_description_without_invalidating(course, "new")
+    expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
+    counter = LoadCounter(hold=True)
+    monkeypatch.setattr(course_detail_cache, "after_load", counter)
+    served = []
+
+    def read():
+        value = course_detail_cache.get(course_id=course.id)
+        served.append(value["description"])
+        if len(served) == 7:  # every request but the refresher has answered
+            counter.release.set()
+        return value["description"]
+
+    results = concurrently(8, read)
+
+    assert counter.loads == 1
+    assert sorted(results) == ["new"] + ["old"] * 7
+    assert stats(redis_client, "courses:detail")["stale"] == 7
+    monkeypatch.setattr(course_detail_cache, "after_load", None)
+    assert course_detail_cache.get(course_id=course.id)["description"] == "new"
+
+
+def test_invalidated_entry_is_never_served_stale(monkeypatch, settings):
+    course = course_with_modules(1, title="before")
+    course_detail_cache.get(course_id=course.id)
+    expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
+    course.title = "after"
+    course.save(update_fields=["title"])
+
+    results = concurrently(8, lambda: course_detail_cache.get(course_id=course.id)["title"])
+
+    assert results == ["after"] * 8
+
+
+def test_entry_past_ttl_and_grace_is_gone(redis_client, settings):
+    course = course_with_modules(1)
+    course_detail_cache.get(course_id=course.id)
+    [key] = [k for k in redis_client.keys("chainlearn:courses:detail:v*")
+             if not k.endswith(b":lease")]
+    ttl_ms = redis_client.pttl(key)
+    expected = (settings.CACHE_TTLS["courses:detail"] + settings.CACHE_STALE_GRACE) * 1000
+    assert expected - 2000 < ttl_ms <= expected
