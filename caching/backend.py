@@ -101,6 +101,20 @@ return 0
 """
 
 
+# INCR a fixed-window counter, starting its window on the first hit. One round trip.
+# KEYS: counter. ARGV: window ms. Returns {count, ms left in the window}.
+COUNT_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
+"""
+
+
 class CacheUnavailable(Exception):
     """Redis could not be used for this call; the caller serves from the database."""
 
@@ -124,6 +138,7 @@ class _Scripts:
         self.store: Any = None
         self.poll: Any = None
         self.release: Any = None
+        self.count_hit: Any = None
 
     def bind(self) -> Redis:
         if self.client is None:
@@ -132,6 +147,7 @@ class _Scripts:
             self.store = client.register_script(STORE)
             self.poll = client.register_script(POLL)
             self.release = client.register_script(RELEASE)
+            self.count_hit = client.register_script(COUNT_HIT)
             self.client = client
         return self.client
 
@@ -291,3 +307,13 @@ def disconnect() -> None:
     if scripts.client is not None:
         scripts.client.connection_pool.disconnect()
     scripts.client = None
+
+
+def count_hit(key: str, window_ms: int) -> tuple[int, int]:
+    """Count one request in ``key``'s window; returns (requests so far, ms until reset)."""
+    count, left = guarded(
+        "ratelimit",
+        "count",
+        lambda c: scripts.count_hit(keys=[key], args=[window_ms], client=c),
+    )
+    return int(count), int(left)

@@ -67,3 +67,8 @@ def stats_key(namespace: str) -> str:
 def entry_pattern(namespace: str) -> str:
     """Glob over a namespace's entries, for the ``cache_stats`` command only."""
     return f"{PREFIX}:{namespace}:v*"
+
+
+def rate_limit_key(scope: str, ident: str) -> str:
+    """Fixed-window request counter of one client (IP or user) for one rate-limited scope."""
+    return f"{PREFIX}:ratelimit:{scope}:{ident}"

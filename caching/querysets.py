@@ -8,7 +8,7 @@ on pay nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from django.db import models
@@ -41,8 +41,9 @@ class InvalidatingQuerySet(models.QuerySet):  # type: ignore[type-arg]
             invalidate_on_commit(targets_for(self.model, created), "bulk_create", self.db)
         return created
 
-    def bulk_update(self, objs: Sequence[Any], fields: Sequence[str], *args: Any,
-                    **kwargs: Any) -> int:
+    def bulk_update(  # type: ignore[override]
+        self, objs: Iterable[Any], fields: Iterable[str], *args: Any, **kwargs: Any
+    ) -> int:
         objs = list(objs)
         if not self._watched():
             return super().bulk_update(objs, fields, *args, **kwargs)

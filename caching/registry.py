@@ -8,6 +8,7 @@ generations a changed row bumps.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -135,10 +136,8 @@ class CacheManager:
             return None
         ttl_ms = self.ttl * 1000
         payload = encode(value, fresh_until_ms=backend.now_ms() + ttl_ms)
-        try:
+        with contextlib.suppress(CacheUnavailable):
             backend.store(slot, found, payload, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
-        except CacheUnavailable:
-            pass
         return value
 
     def _wait_for_fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> Any:
@@ -163,10 +162,8 @@ class CacheManager:
         return self.load(**params)
 
     def _release(self, slot: Slot, found: Lookup) -> None:
-        try:
+        with contextlib.suppress(CacheUnavailable):
             backend.release(slot, found)
-        except CacheUnavailable:
-            pass
 
     def targets_for(self, model: type[models.Model], rows: Sequence[models.Model]) -> set[str]:
         label = model._meta.label

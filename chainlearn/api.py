@@ -28,8 +28,8 @@ PAGE_LIMIT_DEFAULT = 20
 class DomainError(Exception):
     """A business-rule failure that maps to one status and error code."""
 
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "VALIDATION_ERROR"
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    code: str = "VALIDATION_ERROR"
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -134,6 +134,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Map every exception raised in a view to the contract's error envelope."""
     headers: dict[str, str] = {}
     details: dict[str, Any] | None = None
+    status_code: int
+    code: str
+    message: str
     if isinstance(exc, DomainError):
         status_code, code, message, details = exc.status_code, exc.code, exc.message, exc.details
     elif isinstance(exc, exceptions.ValidationError):
@@ -190,7 +193,7 @@ class PageParams:
 
 
 def page_params(request: Request) -> PageParams:
-    """Strictly parse ``page`` (≥ 1) and ``limit`` (1–50): anything else is a 400."""
+    """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50): anything else is a 400."""
     errors: dict[str, list[str]] = {}
     values: dict[str, int] = {}
     for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):

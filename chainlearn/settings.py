@@ -164,6 +164,12 @@ CACHE_BREAKER_COOLDOWN = env_float("CACHE_BREAKER_COOLDOWN", 5.0)
 CACHE_WARM_INTERVAL = env_int("CACHE_WARM_INTERVAL", 300)
 CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", True)
 
+# (requests, window seconds), shared across processes through Redis.
+RATE_LIMITS = {
+    "auth": (env_int("RATE_LIMIT_AUTH", 20), env_int("RATE_LIMIT_AUTH_WINDOW", 300)),
+    "claims": (env_int("RATE_LIMIT_CLAIMS", 10), env_int("RATE_LIMIT_CLAIMS_WINDOW", 60)),
+}
+
 REWARD_AMOUNT = env_int("REWARD_AMOUNT", 10)
 METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 
@@ -187,6 +193,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chainlearn.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Client IPs for rate limits: trust this many proxies' X-Forwarded-For entries.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ChainLearn API",

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from caching.metrics_view import metrics
 from chainlearn import health
 from chainlearn.api import error_body
 
-api_v1 = [
+api_v1: list[URLPattern | URLResolver] = [
     path("", include("users.urls")),
     path("", include("courses.urls")),
     path("", include("rewards.urls")),
