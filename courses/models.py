@@ -21,7 +21,8 @@ class Course(models.Model):
     title = models.CharField(max_length=255)
     description = models.TextField(blank=True, default="")
     difficulty = models.CharField(max_length=12, choices=Difficulty.choices, db_index=True)
-    content_hash = models.CharField(max_length=64, blank=True, null=True)
+    # NULL, not "", is how the API reports "no content hash" (contentHash: null).
+    content_hash = models.CharField(max_length=64, blank=True, null=True)  # noqa: DJ001
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -92,7 +93,9 @@ class Enrollment(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "course"], name="enrollment_user_course_unique"),
+            models.UniqueConstraint(
+                fields=["user", "course"], name="enrollment_user_course_unique"
+            ),
         ]
         indexes = [models.Index(fields=["course"], name="enrollment_course_idx")]
 

@@ -28,7 +28,9 @@ class Credential(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "course"], name="credential_user_course_unique"),
+            models.UniqueConstraint(
+                fields=["user", "course"], name="credential_user_course_unique"
+            ),
             models.CheckConstraint(
                 condition=models.Q(asset_code__regex=r"^CL[0-9A-F]{8}$"),
                 name="credential_asset_code_format",

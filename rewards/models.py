@@ -24,7 +24,8 @@ class Reward(models.Model):
     )
     amount = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.CLAIMED)
-    tx_hash = models.CharField(max_length=128, null=True, blank=True)
+    # Always NULL until on-chain settlement exists: the API reports txHash: null.
+    tx_hash = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     claimed_at = models.DateTimeField(auto_now_add=True)
 
     objects = InvalidatingQuerySet.as_manager()
@@ -37,3 +38,29 @@ class Reward(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} credits to {self.user_id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored outcome of one ``Idempotency-Key`` request, replayed on retries.
+
+    Inserted first in the claim's transaction: the unique (user, key) index makes a
+    concurrent request with the same key wait for this one to commit, then replay it.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_records"
+    )
+    key = models.CharField(max_length=64)
+    request_hash = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} of {self.user_id}"

@@ -80,3 +80,9 @@ def private_redis(use_redis: Any) -> Iterator[Any]:
     use_redis(server.url)
     yield server
     server.cleanup()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Hashing is not under test; the default hasher costs ~0.2 s per user created."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -34,7 +34,12 @@ class UserFactory(DjangoModelFactory):
 def make_questions(count: int = 5) -> list[dict[str, Any]]:
     """``count`` questions whose correct answer is always option index 1."""
     return [
-        {"id": f"q{i}", "text": f"Question {i}?", "options": ["a", "b", "c", "d"], "correctIndex": 1}
+        {
+            "id": f"q{i}",
+            "text": f"Question {i}?",
+            "options": ["a", "b", "c", "d"],
+            "correctIndex": 1,
+        }
         for i in range(1, count + 1)
     ]
 

@@ -29,7 +29,10 @@ class Gunicorn:
         self.metrics_dir = tempfile.mkdtemp(prefix="cl-prom-")
         self.metrics_token = "metrics-token-for-tests"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="cl-gunicorn-", suffix=".log", delete=False)
+        # Open for the server's lifetime; kept on disk for reading after a failure.
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="cl-gunicorn-", suffix=".log", delete=False
+        )
 
     def env(self) -> dict[str, str]:
         db = connection.settings_dict

@@ -48,12 +48,12 @@ class ApiToken(models.Model):
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"token of {self.user_id}"
+
     @classmethod
     def issue(cls, user: User) -> str:
         """Create a token for ``user`` and return its raw value (shown once)."""
         raw = secrets.token_urlsafe(32)
         cls.objects.create(key_hash=hash_token(raw), user=user)
         return raw
-
-    def __str__(self) -> str:
-        return f"token of {self.user_id}"

@@ -1,0 +1,148 @@
+"""Input validation for the course and quiz endpoints, and their documented shapes.
+
+Input serializers are strict about JSON types: ``"1"``, ``1.0`` or ``true`` are not an
+integer and ``5`` is not a string. Output serializers describe what the views return (the
+data is built by selectors), so the OpenAPI schema shows the real envelopes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import inline_serializer
+from rest_framework import serializers
+
+from courses.models import Difficulty
+
+MAX_ANSWERS = 50
+QUESTION_ID_MAX_LENGTH = 100
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that only accepts JSON strings (DRF's coerces numbers)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField that only accepts JSON integers (DRF's takes "1", 1.0 and strings)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
+class CourseListQuerySerializer(serializers.Serializer):
+    difficulty = serializers.ChoiceField(choices=Difficulty.choices, required=False)
+
+
+class AnswerSerializer(serializers.Serializer):
+    questionId = StrictCharField(max_length=QUESTION_ID_MAX_LENGTH, trim_whitespace=False)
+    selectedIndex = StrictIntegerField(
+        help_text="Index into the question's options; out-of-range values are graded wrong."
+    )
+
+
+class QuizSubmitSerializer(serializers.Serializer):
+    answers = serializers.ListField(
+        child=AnswerSerializer(), allow_empty=False, min_length=1, max_length=MAX_ANSWERS
+    )
+
+
+# Documented shapes (OpenAPI only).
+
+
+class CourseListQueryDocSerializer(CourseListQuerySerializer):
+    """The list's query parameters; ``page``/``limit`` are parsed by ``page_params``."""
+
+    page = serializers.IntegerField(min_value=1, default=1, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=50, default=20, required=False)
+
+
+class ResponseMetaSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    requestId = serializers.CharField()
+
+
+class PaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1)
+    limit = serializers.IntegerField(min_value=1, max_value=50)
+    total = serializers.IntegerField(min_value=0)
+
+
+class ErrorResponseSerializer(serializers.Serializer):
+    statusCode = serializers.IntegerField()
+    error = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(required=False, help_text="Only for validation errors.")
+
+
+class CourseListItemSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    difficulty = serializers.ChoiceField(choices=Difficulty.choices)
+    isActive = serializers.BooleanField()
+    enrolledCount = serializers.IntegerField()
+    isEnrolled = serializers.BooleanField(
+        help_text="Whether the caller is enrolled; false for anonymous callers."
+    )
+
+
+class CourseModuleSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    order = serializers.IntegerField(min_value=1)
+    quizId = serializers.UUIDField(allow_null=True)
+
+
+class CourseDetailSerializer(CourseListItemSerializer):
+    contentHash = serializers.CharField(allow_null=True)
+    modules = CourseModuleSerializer(many=True)
+    createdAt = serializers.DateTimeField()
+
+
+class EnrollResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    message = serializers.CharField()
+
+
+class QuizQuestionSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    text = serializers.CharField()
+    options = serializers.ListField(child=serializers.CharField())
+
+
+class QuizDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    moduleId = serializers.UUIDField()
+    courseId = serializers.UUIDField()
+    questions = QuizQuestionSerializer(many=True)
+
+
+class QuizResultSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="The submission id (claim its reward with it).")
+    score = serializers.IntegerField(help_text="Correct answers, each question counted once.")
+    totalQuestions = serializers.IntegerField()
+    percentage = serializers.IntegerField(min_value=0, max_value=100)
+    passed = serializers.BooleanField(help_text="percentage >= 70")
+    rewardAvailable = serializers.BooleanField()
+
+
+def envelope(
+    name: str, data: serializers.BaseSerializer, *, paginated: bool = False
+) -> serializers.Serializer:
+    """A success-envelope serializer ``{success, data, [pagination], meta}`` around ``data``."""
+    fields: dict[str, serializers.Field] = {
+        "success": serializers.BooleanField(),
+        "data": data,
+    }
+    if paginated:
+        fields["pagination"] = PaginationSerializer()
+    fields["meta"] = ResponseMetaSerializer()
+    return inline_serializer(name=name, fields=fields)

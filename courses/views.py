@@ -1,0 +1,203 @@
+"""Course catalogue, enrollment and quiz endpoints (thin: validate, call, shape)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from caching.managers import course_detail_cache, course_list_cache
+from chainlearn.api import NotFound, ok, page_params, parse_uuid
+from courses import selectors, services
+from courses.serializers import (
+    CourseDetailSerializer,
+    CourseListItemSerializer,
+    CourseListQueryDocSerializer,
+    CourseListQuerySerializer,
+    EnrollResponseSerializer,
+    ErrorResponseSerializer,
+    QuizDetailSerializer,
+    QuizResultSerializer,
+    QuizSubmitSerializer,
+    envelope,
+)
+from users.models import User
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorResponseSerializer, description=description)
+
+
+BAD_REQUEST = _error("VALIDATION_ERROR: invalid query, path id or body; `details` names fields.")
+UNAUTHORIZED = _error("UNAUTHORIZED: missing, invalid or revoked bearer token.")
+NOT_ENROLLED = _error("FORBIDDEN: the caller is not enrolled in the quiz's course.")
+
+
+def _path_id(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, OpenApiTypes.UUID, OpenApiParameter.PATH, description=description)
+
+
+def _learner(request: Request) -> User:
+    """The caller of an ``IsAuthenticated`` view (anonymous requests were already refused)."""
+    return cast(User, request.user)
+
+
+def _with_enrollment(request: Request, courses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the shared course dicts with the caller's fresh ``isEnrolled`` added."""
+    enrolled: set[str] = set()
+    if request.user.is_authenticated:
+        enrolled = selectors.enrolled_course_ids(
+            user_id=request.user.pk, course_ids=[course["id"] for course in courses]
+        )
+    return [{**course, "isEnrolled": course["id"] in enrolled} for course in courses]
+
+
+class CourseListView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="courses_list",
+        summary="List active courses, newest first",
+        description="Optional auth: an invalid or missing token is anonymous (isEnrolled false).",
+        parameters=[CourseListQueryDocSerializer],
+        responses={
+            200: envelope(
+                "CourseListResponse", CourseListItemSerializer(many=True), paginated=True
+            ),
+            400: BAD_REQUEST,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        # A plain dict, so an empty ``difficulty=`` is an invalid choice, not "no filter".
+        query = CourseListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        params = page_params(request)
+        result = course_list_cache.get(
+            difficulty=query.validated_data.get("difficulty"),
+            page=params.page,
+            limit=params.limit,
+        )
+        return ok(
+            request,
+            _with_enrollment(request, result["items"]),
+            pagination=params.pagination(result["total"]),
+        )
+
+
+class CourseDetailView(APIView):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        operation_id="courses_retrieve",
+        summary="A course with its modules",
+        description="Optional auth: an invalid or missing token is anonymous (isEnrolled false).",
+        parameters=[_path_id("course_id", "Course id.")],
+        responses={
+            200: envelope("CourseDetailResponse", CourseDetailSerializer()),
+            400: BAD_REQUEST,
+            404: _error("NOT_FOUND: unknown or inactive course."),
+        },
+    )
+    def get(self, request: Request, course_id: str) -> Response:
+        course = course_detail_cache.get(course_id=parse_uuid(course_id, field="courseId"))
+        if course is None:
+            raise NotFound("Course not found")
+        return ok(request, _with_enrollment(request, [course])[0])
+
+
+class CourseEnrollView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="courses_enroll",
+        summary="Enroll the caller in a course",
+        description="Takes no body. Answers exactly `{success: true, message}` (no data/meta).",
+        request=None,
+        parameters=[_path_id("course_id", "Course id.")],
+        responses={
+            201: EnrollResponseSerializer,
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+            404: _error("NOT_FOUND: unknown or inactive course."),
+            409: _error("CONFLICT: already enrolled."),
+        },
+    )
+    def post(self, request: Request, course_id: str) -> Response:
+        services.course_enroll(
+            user=_learner(request), course_id=parse_uuid(course_id, field="courseId")
+        )
+        return Response(
+            {"success": True, "message": "Enrolled successfully"}, status=status.HTTP_201_CREATED
+        )
+
+
+class QuizDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="quizzes_retrieve",
+        summary="A quiz's questions (without the answers)",
+        parameters=[_path_id("quiz_id", "Quiz id.")],
+        responses={
+            200: envelope("QuizDetailResponse", QuizDetailSerializer()),
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+            403: NOT_ENROLLED,
+            404: _error("NOT_FOUND: unknown quiz, or its course is inactive."),
+        },
+    )
+    def get(self, request: Request, quiz_id: str) -> Response:
+        quiz = selectors.quiz_for_learner(
+            quiz_id=parse_uuid(quiz_id, field="quizId"), user_id=_learner(request).pk
+        )
+        return ok(request, quiz)
+
+
+class QuizSubmitView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="quizzes_submit",
+        summary="Submit the caller's one attempt at a quiz",
+        description=(
+            "Grading counts each question once (the first answer for a question id), treats "
+            "unknown question ids and out-of-range indexes as wrong, and rounds the percentage "
+            "half up over the quiz's question count; passed = percentage >= 70. Passing the "
+            "last unpassed quiz of a course completes the enrollment."
+        ),
+        parameters=[_path_id("quiz_id", "Quiz id.")],
+        request=QuizSubmitSerializer,
+        responses={
+            200: envelope("QuizSubmitResponse", QuizResultSerializer()),
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+            403: NOT_ENROLLED,
+            404: _error("NOT_FOUND: unknown quiz, or its course is inactive."),
+            409: _error("CONFLICT: already submitted, or the quiz has no questions yet."),
+        },
+    )
+    def post(self, request: Request, quiz_id: str) -> Response:
+        quiz_pk = parse_uuid(quiz_id, field="quizId")
+        body = QuizSubmitSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        submission = services.quiz_submit(
+            user=_learner(request), quiz_id=quiz_pk, answers=body.validated_data["answers"]
+        )
+        return ok(
+            request,
+            {
+                "id": str(submission.id),
+                "score": submission.score,
+                "totalQuestions": submission.total_questions,
+                "percentage": submission.percentage,
+                "passed": submission.passed,
+                # A submission made just now cannot have been claimed yet.
+                "rewardAvailable": submission.passed,
+            },
+        )
