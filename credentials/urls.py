@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from credentials import views
+
+urlpatterns = [
+    path("credentials", views.CredentialListView.as_view(), name="credentials-list"),
+    path("credentials/mint", views.MintView.as_view(), name="credentials-mint"),
+]

@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from rewards import views
+
+urlpatterns = [
+    path("rewards/claim", views.ClaimView.as_view(), name="rewards-claim"),
+    path("rewards/history", views.HistoryView.as_view(), name="rewards-history"),
+]

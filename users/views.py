@@ -1,0 +1,150 @@
+"""Auth, profile and progress endpoints."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from caching.managers import progress_cache
+from chainlearn.api import ok
+from users import services
+from users.models import User
+from users.serializers import (
+    UNAUTHORIZED,
+    AuthResultSerializer,
+    AuthUserSerializer,
+    MessageSerializer,
+    ProfileSerializer,
+    ProfileUpdateSerializer,
+    ProgressSerializer,
+    RegisterSerializer,
+    TokenSerializer,
+    envelope,
+    error,
+)
+
+BAD_REQUEST = error("VALIDATION_ERROR: malformed JSON, wrong types, missing or invalid fields.")
+
+
+def _auth_result(user: User, token: str) -> dict[str, object]:
+    return {"token": token, "user": AuthUserSerializer(user).data}
+
+
+class RegisterView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        operation_id="auth_register",
+        tags=["auth"],
+        summary="Create an account and log in",
+        request=RegisterSerializer,
+        responses={
+            201: envelope("RegisterEnvelope", AuthResultSerializer()),
+            400: BAD_REQUEST,
+            409: error("CONFLICT: username or Stellar address already registered."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        user, token = services.user_register(
+            username=data["username"],
+            password=data["password"],
+            stellar_address=data.get("stellarAddress"),
+        )
+        return ok(request, _auth_result(user, token), status_code=status.HTTP_201_CREATED)
+
+
+class TokenView(APIView):
+    authentication_classes = []
+
+    @extend_schema(
+        operation_id="auth_token",
+        tags=["auth"],
+        summary="Log in: exchange username and password for a new bearer token",
+        request=TokenSerializer,
+        responses={
+            200: envelope("TokenEnvelope", AuthResultSerializer()),
+            400: BAD_REQUEST,
+            401: error("UNAUTHORIZED: wrong username or password."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        serializer = TokenSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, token = services.token_obtain(
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
+        return ok(request, _auth_result(user, token))
+
+
+class LogoutView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="auth_logout",
+        tags=["auth"],
+        summary="Log out: the bearer token used for this request stops working at once",
+        request=None,
+        responses={200: envelope("LogoutEnvelope", MessageSerializer()), 401: UNAUTHORIZED},
+    )
+    def post(self, request: Request) -> Response:
+        services.token_revoke(raw_token=str(request.auth))
+        return ok(request, {"message": "Logged out successfully"})
+
+
+class MeView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="users_me_retrieve",
+        tags=["users"],
+        summary="The caller's profile",
+        responses={200: envelope("ProfileEnvelope", ProfileSerializer()), 401: UNAUTHORIZED},
+    )
+    def get(self, request: Request) -> Response:
+        return ok(request, ProfileSerializer(request.user).data)
+
+    @extend_schema(
+        operation_id="users_me_update",
+        tags=["users"],
+        summary="Update any subset of the caller's profile fields",
+        description="Unknown fields and wrong JSON types are a 400; omitted fields keep "
+        "their value.",
+        request=ProfileUpdateSerializer,
+        responses={
+            200: envelope("ProfileUpdateEnvelope", ProfileSerializer()),
+            400: BAD_REQUEST,
+            401: UNAUTHORIZED,
+        },
+    )
+    def put(self, request: Request) -> Response:
+        serializer = ProfileUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.user_update_profile(
+            user=cast(User, request.user), changes=dict(serializer.validated_data)
+        )
+        return ok(request, ProfileSerializer(user).data)
+
+
+class ProgressView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(
+        operation_id="users_me_progress",
+        tags=["users"],
+        summary="The caller's learning progress counters",
+        responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
+    )
+    def get(self, request: Request) -> Response:
+        return ok(request, progress_cache.get(user_id=request.user.pk))
