@@ -84,18 +84,20 @@ INSTALLED_APPS = [
     "caching",
 ]
 
+# Security headers wrap everything, so short-circuited responses (301, 413) carry them too.
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "chainlearn.middleware.RequestIdMiddleware",
+    "chainlearn.cors.CorsMiddleware",
     "chainlearn.middleware.ApiVersionRedirectMiddleware",
     "chainlearn.middleware.BodySizeLimitMiddleware",
-    "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -193,6 +195,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chainlearn.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # No global throttle: only the views that set throttle_classes (chainlearn.throttling,
+    # limits in RATE_LIMITS) are rate limited.
+    "DEFAULT_THROTTLE_CLASSES": [],
+    "DEFAULT_THROTTLE_RATES": {},
     # Client IPs for rate limits: trust this many proxies' X-Forwarded-For entries.
     "NUM_PROXIES": env_int("NUM_PROXIES", 0),
 }
@@ -213,6 +219,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -221,6 +228,14 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+
+# --- CORS (chainlearn/cors.py) ---------------------------------------------------------
+# Browser origins allowed to call /api/, exact "scheme://host[:port]", comma separated.
+# Empty (the default) allows none: no response carries Access-Control-Allow-Origin.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
+# Seconds a browser may cache a preflight answer.
+CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 600)
+# --- end CORS ---------------------------------------------------------------------------
 
 LOGGING = {
     "version": 1,
