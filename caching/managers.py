@@ -25,6 +25,30 @@ def quiz_course_ids(rows: Sequence[models.Model]) -> set[str]:
     }
 
 
+def token_hashes_of_users(rows: Sequence[models.Model]) -> set[str]:
+    token = apps.get_model("users", "ApiToken")
+    return set(
+        token._base_manager.filter(user_id__in=[row.pk for row in rows]).values_list(
+            "key_hash", flat=True
+        )
+    )
+
+
+# Who a bearer token belongs to, with the user's profile (credits included): the
+# authentication step of every authenticated request, and GET /users/me.
+principal_cache = registry.register(
+    CacheManager(
+        namespace="users:principal",
+        loader_path="users.selectors.token_principal",
+        scope_param="key_hash",
+        key_params=(),
+        dependencies=(
+            Dependency("users.ApiToken", by_field("key_hash")),  # logout
+            Dependency("users.User", token_hashes_of_users),  # profile, credits, deactivation
+        ),
+    )
+)
+
 course_list_cache = registry.register(
     CacheManager(
         namespace="courses:list",

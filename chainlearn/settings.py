@@ -53,7 +53,9 @@ def database_from_url(url: str) -> dict[str, object]:
         "PORT": str(parts.port or ""),
         # Persistent connections: a new connection per request cost ~4x throughput here.
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 600),
-        "CONN_HEALTH_CHECKS": True,
+        # Off: the check is a SELECT 1 per request. A connection broken by a database
+        # restart fails one request (503) and is then replaced, without a restart.
+        "CONN_HEALTH_CHECKS": env_bool("DB_CONN_HEALTH_CHECKS", False),
         "OPTIONS": {"connect_timeout": env_int("DB_CONNECT_TIMEOUT", 3)},
         # Lets parallel test runs on one server use databases of their own.
         "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or None},
@@ -149,6 +151,7 @@ CACHES = {
 }
 # Seconds each hot read stays fresh (caching.md TTL table); override with CACHE_TTL_<NS>.
 CACHE_TTLS = {
+    "users:principal": env_int("CACHE_TTL_USERS_PRINCIPAL", 60),
     "courses:list": env_int("CACHE_TTL_COURSES_LIST", 30),
     "courses:detail": env_int("CACHE_TTL_COURSES_DETAIL", 120),
     "users:progress": env_int("CACHE_TTL_USERS_PROGRESS", 10),
@@ -161,7 +164,7 @@ CACHE_STALE_GRACE = env_int("CACHE_STALE_GRACE", 10)
 CACHE_LEASE_MS = env_int("CACHE_LEASE_MS", 2000)
 CACHE_FILL_WAIT_MS = env_int("CACHE_FILL_WAIT_MS", 500)
 # Circuit breaker: open after this many consecutive Redis failures, probe after cooldown.
-CACHE_BREAKER_THRESHOLD = env_int("CACHE_BREAKER_THRESHOLD", 3)
+CACHE_BREAKER_THRESHOLD = env_int("CACHE_BREAKER_THRESHOLD", 5)
 CACHE_BREAKER_COOLDOWN = env_float("CACHE_BREAKER_COOLDOWN", 5.0)
 CACHE_WARM_INTERVAL = env_int("CACHE_WARM_INTERVAL", 300)
 CACHE_WARM_ON_START = env_bool("CACHE_WARM_ON_START", True)

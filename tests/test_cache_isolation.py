@@ -15,8 +15,12 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PER_USER = ["/api/v1/users/me/progress", "/api/v1/rewards/history", "/api/v1/credentials",
-            "/api/v1/rewards/history?page=1&limit=5"]
+PER_USER = [
+    "/api/v1/users/me/progress",
+    "/api/v1/rewards/history",
+    "/api/v1/credentials",
+    "/api/v1/rewards/history?page=1&limit=5",
+]
 
 
 @pytest.fixture
@@ -38,14 +42,20 @@ def test_per_user_entries_never_cross_users(two_learners, redis_client):
 
     assert alice_views["/api/v1/users/me/progress"]["enrolledCourses"] == 1
     assert bob_views["/api/v1/users/me/progress"] == {
-        "enrolledCourses": 0, "completedCourses": 0, "totalQuizScore": 0,
-        "credentialsEarned": 0, "rewardsClaimed": 0,
+        "enrolledCourses": 0,
+        "completedCourses": 0,
+        "totalQuizScore": 0,
+        "credentialsEarned": 0,
+        "rewardsClaimed": 0,
     }
     assert len(alice_views["/api/v1/rewards/history"]) == 1
     assert bob_views["/api/v1/rewards/history"] == []
     assert bob_views["/api/v1/credentials"] == []
-    per_user_keys = [k.decode() for k in redis_client.keys("chainlearn:*:v*")
-                     if not k.endswith(b":lease") and b"courses:" not in k]
+    per_user_keys = [
+        k.decode()
+        for k in redis_client.keys("chainlearn:*:v*")
+        if not k.endswith(b":lease") and b"courses:" not in k and b"users:principal" not in k
+    ]
     assert {key.split(":")[4] for key in per_user_keys} == {str(alice.id), str(bob.id)}
 
 

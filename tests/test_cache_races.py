@@ -67,7 +67,9 @@ def test_stale_set_of_a_per_user_entry_is_not_served(monkeypatch):
     course = course_with_modules(1)
 
     slow_value = run_reader_paused_after_load(
-        progress_cache, monkeypatch, lambda: EnrollmentFactory(user=learner, course=course),
+        progress_cache,
+        monkeypatch,
+        lambda: EnrollmentFactory(user=learner, course=course),
         user_id=learner.id,
     )
 
@@ -78,8 +80,44 @@ def test_stale_set_of_a_per_user_entry_is_not_served(monkeypatch):
 def test_without_a_write_the_paused_reader_stores_normally(monkeypatch, redis_client):
     """Control: the hook alone does not prevent the store (so the tests above are meaningful)."""
     course = course_with_modules(1, title="Same")
-    run_reader_paused_after_load(course_detail_cache, monkeypatch, lambda: None,
-                                 course_id=course.id)
-    entries = [k for k in redis_client.keys("chainlearn:courses:detail:v*")
-               if not k.endswith(b":lease")]
+    run_reader_paused_after_load(
+        course_detail_cache, monkeypatch, lambda: None, course_id=course.id
+    )
+    entries = [
+        k for k in redis_client.keys("chainlearn:courses:detail:v*") if not k.endswith(b":lease")
+    ]
     assert len(entries) == 1
+
+
+def test_logout_racing_a_token_fill_cannot_revive_the_token(monkeypatch, api):
+    """A request that loaded the principal before logout committed must not store it."""
+    from caching.managers import principal_cache
+    from tests.factories import token_for
+    from users.models import ApiToken, hash_token
+
+    learner = UserFactory()
+    raw = token_for(learner)
+    key_hash = hash_token(raw)
+
+    slow_value = run_reader_paused_after_load(
+        principal_cache,
+        monkeypatch,
+        lambda: ApiToken.objects.filter(key_hash=key_hash).delete(),
+        key_hash=key_hash,
+    )
+
+    assert slow_value["username"] == learner.username
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    assert api.get("/api/v1/users/me").status_code == 401
+
+
+def test_deactivated_user_is_refused_at_once(api):
+    from tests.factories import token_for
+
+    learner = UserFactory()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(learner)}")
+    assert api.get("/api/v1/users/me").status_code == 200
+    assert api.get("/api/v1/users/me").status_code == 200  # principal cached
+    learner.is_active = False
+    learner.save(update_fields=["is_active"])
+    assert api.get("/api/v1/users/me").status_code == 401

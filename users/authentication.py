@@ -7,11 +7,14 @@ from typing import Any
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from users.models import ApiToken, User, hash_token
+from caching.managers import principal_cache
+from users.models import User, hash_token
+from users.principal import to_user
 
 
 class BearerTokenAuthentication(BaseAuthentication):
-    """Resolve the token with one query (token joined to its user).
+    """Resolve the token through the ``users:principal`` cache (one Redis round trip on a
+    hit, one query joining token and user on a miss).
 
     A missing, malformed or revoked token authenticates nobody rather than raising, so
     optional-auth endpoints treat it as anonymous; endpoints that require a user answer
@@ -30,14 +33,10 @@ class BearerTokenAuthentication(BaseAuthentication):
             return None
         if not 20 <= len(raw) <= 128:
             return None
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(key_hash=hash_token(raw), user__is_active=True)
-            .first()
-        )
-        if token is None:
+        principal = principal_cache.get(key_hash=hash_token(raw))
+        if principal is None:
             return None
-        return token.user, raw
+        return to_user(principal), raw
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"

@@ -6,8 +6,14 @@ import hashlib
 import secrets
 import uuid
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
+
+from caching.querysets import InvalidatingQuerySet
+
+
+class InvalidatingUserManager(UserManager.from_queryset(InvalidatingQuerySet)):  # type: ignore[misc]
+    """Django's user manager whose bulk writes (e.g. the credit ``update``) invalidate too."""
 
 
 class User(AbstractUser):
@@ -26,6 +32,8 @@ class User(AbstractUser):
     credits = models.IntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = InvalidatingUserManager()
 
     class Meta:
         constraints = [

@@ -59,3 +59,21 @@ def user_progress(*, user_id: uuid.UUID) -> dict[str, int]:
     if row is None:
         return dict.fromkeys(PROGRESS_KEYS, 0)
     return {key: int(value) for key, value in cast(dict[str, int], row).items()}
+
+
+def token_principal(*, key_hash: str) -> dict[str, Any] | None:
+    """The active user holding the token ``key_hash``, as a cacheable value, or None.
+
+    One query (token joined to its user); see ``users.principal`` for the value's shape.
+    """
+    from users.models import ApiToken
+    from users.principal import FIELDS, to_value
+
+    row = (
+        ApiToken.objects.filter(key_hash=key_hash, user__is_active=True)
+        .values(*(f"user__{name}" for name in FIELDS))
+        .first()
+    )
+    if row is None:
+        return None
+    return to_value({name: row[f"user__{name}"] for name in FIELDS})
