@@ -238,8 +238,11 @@ def store(slot: Slot, found: Lookup, value: bytes, ttl_ms: int) -> bool:
         "store",
         lambda c: scripts.store(
             keys=[
-                slot.epoch_key, slot.namespace_gen_key, slot.scope_gen_key,
-                found.key, keys.lease_key(found.key),
+                slot.epoch_key,
+                slot.namespace_gen_key,
+                slot.scope_gen_key,
+                found.key,
+                keys.lease_key(found.key),
             ],
             args=[found.stamp, value, ttl_ms, found.token],
             client=c,

@@ -17,25 +17,30 @@ from prometheus_client.registry import Collector, CollectorRegistry
 HITS = Counter("cache_hits_total", "Hot reads served from Redis.", ["namespace"])
 MISSES = Counter("cache_misses_total", "Hot reads computed from the database.", ["namespace"])
 ERRORS = Counter(
-    "cache_errors_total", "Redis calls that failed (served from the database).",
+    "cache_errors_total",
+    "Redis calls that failed (served from the database).",
     ["namespace", "operation"],
 )
 INVALIDATIONS = Counter(
     "cache_invalidations_total", "Generation bumps, by what caused them.", ["namespace", "cause"]
 )
 FILL_SECONDS = Histogram(
-    "cache_fill_seconds", "Time spent running a loader to fill an entry.", ["namespace"],
+    "cache_fill_seconds",
+    "Time spent running a loader to fill an entry.",
+    ["namespace"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 STALE_SERVED = Counter(
-    "cache_stale_served_total", "Expired entries served during their grace period.",
+    "cache_stale_served_total",
+    "Expired entries served during their grace period.",
     ["namespace"],
 )
 FILL_WAITS = Counter(
     "cache_fill_waits_total", "Requests that waited for another request's fill.", ["namespace"]
 )
 BREAKER_OPEN = Gauge(
-    "cache_breaker_open", "1 while a worker's Redis circuit breaker is open.",
+    "cache_breaker_open",
+    "1 while a worker's Redis circuit breaker is open.",
     multiprocess_mode="livemax",
 )
 
@@ -56,7 +61,8 @@ class HitRateCollector(Collector):
                 if sample.name.endswith("_total"):
                     totals[sample.labels["namespace"]][kind] += sample.value
         rate = GaugeMetricFamily(
-            "cache_hit_rate", "Hits / (hits + misses) since the service started.",
+            "cache_hit_rate",
+            "Hits / (hits + misses) since the service started.",
             labels=["namespace"],
         )
         for namespace, counts in sorted(totals.items()):

@@ -28,8 +28,12 @@ def _touches_foreign_keys(sender: type[models.Model], update_fields: Any) -> boo
 
 
 def remember_old_targets(
-    sender: type[models.Model], instance: models.Model, raw: bool = False,
-    update_fields: Any = None, using: str | None = None, **kwargs: Any,
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    update_fields: Any = None,
+    using: str | None = None,
+    **kwargs: Any,
 ) -> None:
     if raw or instance._state.adding or not _touches_foreign_keys(sender, update_fields):
         return
@@ -39,8 +43,11 @@ def remember_old_targets(
 
 
 def row_saved(
-    sender: type[models.Model], instance: models.Model, raw: bool = False,
-    using: str | None = None, **kwargs: Any,
+    sender: type[models.Model],
+    instance: models.Model,
+    raw: bool = False,
+    using: str | None = None,
+    **kwargs: Any,
 ) -> None:
     old = instance.__dict__.pop(_OLD_TARGETS, {})
     invalidate_on_commit(merge(old, targets_for(sender, [instance])), "post_save", using)
@@ -53,8 +60,11 @@ def row_deleted(
 
 
 def relation_changed(
-    sender: type[models.Model], instance: models.Model, action: str,
-    using: str | None = None, **kwargs: Any,
+    sender: type[models.Model],
+    instance: models.Model,
+    action: str,
+    using: str | None = None,
+    **kwargs: Any,
 ) -> None:
     if action in ("post_add", "post_remove", "post_clear"):
         invalidate_on_commit(targets_for(type(instance), [instance]), "m2m_changed", using)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions, status
@@ -37,6 +38,11 @@ class DomainError(Exception):
         self.details = details
 
 
+class Unauthorized(DomainError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "UNAUTHORIZED"
+
+
 class NotFound(DomainError):
     status_code = status.HTTP_404_NOT_FOUND
     code = "NOT_FOUND"
@@ -55,6 +61,12 @@ class Conflict(DomainError):
 class InvalidInput(DomainError):
     status_code = status.HTTP_400_BAD_REQUEST
     code = "VALIDATION_ERROR"
+
+
+def constraint_name(exc: IntegrityError) -> str:
+    """The name of the constraint an ``IntegrityError`` violated ("" if unknown)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) or ""
 
 
 def iso(value: datetime | None) -> str | None:
@@ -162,7 +174,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         message = str(exc.detail) if isinstance(exc.detail, str) else "Invalid request"
         wait = getattr(exc, "wait", None)
         if wait is not None:
-            headers["Retry-After"] = str(int(wait) + 1)
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
         auth_header = getattr(exc, "auth_header", None)
         if auth_header:
             headers["WWW-Authenticate"] = auth_header
@@ -172,8 +184,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     else:
         logger.exception("unhandled error")
         status_code, code, message = 500, "INTERNAL_ERROR", "Internal server error"
-    return Response(error_body(status_code, code, message, details), status=status_code,
-                    headers=headers)
+    return Response(
+        error_body(status_code, code, message, details), status=status_code, headers=headers
+    )
 
 
 _DIGITS = re.compile(r"^[0-9]{1,6}$")

@@ -22,7 +22,8 @@ from caching.backend import CacheUnavailable
 logger = logging.getLogger("chainlearn.throttling")
 
 FAIL_OPEN = Counter(
-    "rate_limit_fail_open_total", "Requests let through because Redis was unreachable.",
+    "rate_limit_fail_open_total",
+    "Requests let through because Redis was unreachable.",
     ["scope"],
 )
 LIMITED = Counter("rate_limited_total", "Requests refused with 429.", ["scope"])

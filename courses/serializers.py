@@ -7,33 +7,13 @@ data is built by selectors), so the OpenAPI schema shows the real envelopes.
 
 from __future__ import annotations
 
-from typing import Any
-
-from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 
+from chainlearn.fields import StrictCharField, StrictIntegerField
 from courses.models import Difficulty
 
 MAX_ANSWERS = 50
 QUESTION_ID_MAX_LENGTH = 100
-
-
-class StrictCharField(serializers.CharField):
-    """A CharField that only accepts JSON strings (DRF's coerces numbers)."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """An IntegerField that only accepts JSON integers (DRF's takes "1", 1.0 and strings)."""
-
-    def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return int(super().to_internal_value(data))
 
 
 class CourseListQuerySerializer(serializers.Serializer):
@@ -61,25 +41,6 @@ class CourseListQueryDocSerializer(CourseListQuerySerializer):
 
     page = serializers.IntegerField(min_value=1, default=1, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=50, default=20, required=False)
-
-
-class ResponseMetaSerializer(serializers.Serializer):
-    version = serializers.CharField()
-    timestamp = serializers.DateTimeField()
-    requestId = serializers.CharField()
-
-
-class PaginationSerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1)
-    limit = serializers.IntegerField(min_value=1, max_value=50)
-    total = serializers.IntegerField(min_value=0)
-
-
-class ErrorResponseSerializer(serializers.Serializer):
-    statusCode = serializers.IntegerField()
-    error = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField(required=False, help_text="Only for validation errors.")
 
 
 class CourseListItemSerializer(serializers.Serializer):
@@ -132,17 +93,3 @@ class QuizResultSerializer(serializers.Serializer):
     percentage = serializers.IntegerField(min_value=0, max_value=100)
     passed = serializers.BooleanField(help_text="percentage >= 70")
     rewardAvailable = serializers.BooleanField()
-
-
-def envelope(
-    name: str, data: serializers.BaseSerializer, *, paginated: bool = False
-) -> serializers.Serializer:
-    """A success-envelope serializer ``{success, data, [pagination], meta}`` around ``data``."""
-    fields: dict[str, serializers.Field] = {
-        "success": serializers.BooleanField(),
-        "data": data,
-    }
-    if paginated:
-        fields["pagination"] = PaginationSerializer()
-    fields["meta"] = ResponseMetaSerializer()
-    return inline_serializer(name=name, fields=fields)

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from chainlearn.api import Conflict, Forbidden, NotFound
+from chainlearn.api import Conflict, Forbidden, NotFound, constraint_name
 from courses.models import Course, Enrollment, Quiz, QuizSubmission
 from users.models import User
 
@@ -18,12 +18,6 @@ PASS_PERCENTAGE = 70
 
 ENROLLMENT_UNIQUE = "enrollment_user_course_unique"
 SUBMISSION_UNIQUE = "submission_quiz_user_unique"
-
-
-def _violates(exc: IntegrityError, constraint: str) -> bool:
-    """Whether the database reported ``constraint`` as the violated one."""
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) == constraint
 
 
 def course_enroll(*, user: User, course_id: uuid.UUID) -> Enrollment:
@@ -40,7 +34,7 @@ def course_enroll(*, user: User, course_id: uuid.UUID) -> Enrollment:
             with transaction.atomic():
                 return Enrollment.objects.create(user=user, course_id=course_id)
         except IntegrityError as exc:
-            if _violates(exc, ENROLLMENT_UNIQUE):
+            if constraint_name(exc) == ENROLLMENT_UNIQUE:
                 raise Conflict("Already enrolled in this course") from None
             # The course was deleted between the check and the insert (foreign key).
             raise NotFound("Course not found") from None
@@ -136,7 +130,7 @@ def quiz_submit(*, user: User, quiz_id: uuid.UUID, answers: list[dict[str, Any]]
                     passed=grade.passed,
                 )
         except IntegrityError as exc:
-            if _violates(exc, SUBMISSION_UNIQUE):
+            if constraint_name(exc) == SUBMISSION_UNIQUE:
                 raise Conflict("Quiz already submitted") from None
             raise
         if (

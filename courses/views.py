@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from caching.managers import course_detail_cache, course_list_cache
 from chainlearn.api import NotFound, ok, page_params, parse_uuid
+from chainlearn.schema import UNAUTHORIZED, envelope, error
 from courses import selectors, services
 from courses.serializers import (
     CourseDetailSerializer,
@@ -21,22 +22,14 @@ from courses.serializers import (
     CourseListQueryDocSerializer,
     CourseListQuerySerializer,
     EnrollResponseSerializer,
-    ErrorResponseSerializer,
     QuizDetailSerializer,
     QuizResultSerializer,
     QuizSubmitSerializer,
-    envelope,
 )
 from users.models import User
 
-
-def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorResponseSerializer, description=description)
-
-
-BAD_REQUEST = _error("VALIDATION_ERROR: invalid query, path id or body; `details` names fields.")
-UNAUTHORIZED = _error("UNAUTHORIZED: missing, invalid or revoked bearer token.")
-NOT_ENROLLED = _error("FORBIDDEN: the caller is not enrolled in the quiz's course.")
+BAD_REQUEST = error("VALIDATION_ERROR: invalid query, path id or body; `details` names fields.")
+NOT_ENROLLED = error("FORBIDDEN: the caller is not enrolled in the quiz's course.")
 
 
 def _path_id(name: str, description: str) -> OpenApiParameter:
@@ -68,7 +61,7 @@ class CourseListView(APIView):
         parameters=[CourseListQueryDocSerializer],
         responses={
             200: envelope(
-                "CourseListResponse", CourseListItemSerializer(many=True), paginated=True
+                "CourseListEnvelope", CourseListItemSerializer(many=True), paginated=True
             ),
             400: BAD_REQUEST,
         },
@@ -99,9 +92,9 @@ class CourseDetailView(APIView):
         description="Optional auth: an invalid or missing token is anonymous (isEnrolled false).",
         parameters=[_path_id("course_id", "Course id.")],
         responses={
-            200: envelope("CourseDetailResponse", CourseDetailSerializer()),
+            200: envelope("CourseDetailEnvelope", CourseDetailSerializer()),
             400: BAD_REQUEST,
-            404: _error("NOT_FOUND: unknown or inactive course."),
+            404: error("NOT_FOUND: unknown or inactive course."),
         },
     )
     def get(self, request: Request, course_id: str) -> Response:
@@ -124,8 +117,8 @@ class CourseEnrollView(APIView):
             201: EnrollResponseSerializer,
             400: BAD_REQUEST,
             401: UNAUTHORIZED,
-            404: _error("NOT_FOUND: unknown or inactive course."),
-            409: _error("CONFLICT: already enrolled."),
+            404: error("NOT_FOUND: unknown or inactive course."),
+            409: error("CONFLICT: already enrolled."),
         },
     )
     def post(self, request: Request, course_id: str) -> Response:
@@ -145,11 +138,11 @@ class QuizDetailView(APIView):
         summary="A quiz's questions (without the answers)",
         parameters=[_path_id("quiz_id", "Quiz id.")],
         responses={
-            200: envelope("QuizDetailResponse", QuizDetailSerializer()),
+            200: envelope("QuizDetailEnvelope", QuizDetailSerializer()),
             400: BAD_REQUEST,
             401: UNAUTHORIZED,
             403: NOT_ENROLLED,
-            404: _error("NOT_FOUND: unknown quiz, or its course is inactive."),
+            404: error("NOT_FOUND: unknown quiz, or its course is inactive."),
         },
     )
     def get(self, request: Request, quiz_id: str) -> Response:
@@ -174,12 +167,12 @@ class QuizSubmitView(APIView):
         parameters=[_path_id("quiz_id", "Quiz id.")],
         request=QuizSubmitSerializer,
         responses={
-            200: envelope("QuizSubmitResponse", QuizResultSerializer()),
+            200: envelope("QuizSubmitEnvelope", QuizResultSerializer()),
             400: BAD_REQUEST,
             401: UNAUTHORIZED,
             403: NOT_ENROLLED,
-            404: _error("NOT_FOUND: unknown quiz, or its course is inactive."),
-            409: _error("CONFLICT: already submitted, or the quiz has no questions yet."),
+            404: error("NOT_FOUND: unknown quiz, or its course is inactive."),
+            409: error("CONFLICT: already submitted, or the quiz has no questions yet."),
         },
     )
     def post(self, request: Request, quiz_id: str) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from users.serializers import StrictUUIDField
+from chainlearn.fields import StrictUUIDField
 
 
 class MintSerializer(serializers.Serializer):

@@ -9,11 +9,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from chainlearn.api import Conflict, Forbidden, NotFound
+from chainlearn.api import Conflict, Forbidden, NotFound, constraint_name
 from courses.models import Course, Enrollment, QuizSubmission
 from credentials.models import Credential
 from users.models import User
-from users.services import constraint_name
 
 ASSET_CODE_ATTEMPTS = 5
 USER_COURSE_CONSTRAINT = "credential_user_course_unique"

@@ -13,10 +13,10 @@ from rest_framework.views import APIView
 
 from caching.managers import credential_list_cache
 from chainlearn.api import ok
+from chainlearn.schema import UNAUTHORIZED, envelope, error
 from credentials import services
 from credentials.serializers import CredentialItemSerializer, MintResultSerializer, MintSerializer
 from users.models import User
-from users.serializers import UNAUTHORIZED, envelope, error
 
 
 class MintView(APIView):

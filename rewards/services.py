@@ -12,11 +12,17 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from chainlearn.api import Conflict, DomainError, Forbidden, NotFound, error_body
+from chainlearn.api import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    constraint_name,
+    error_body,
+)
 from courses.models import QuizSubmission
 from rewards.models import IdempotencyRecord, Reward
 from users.models import User
-from users.services import constraint_name
 
 
 def reward_claim(*, user: User, submission_id: uuid.UUID) -> Reward:

@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 
 from caching.managers import reward_history_cache
 from chainlearn.api import ok, page_params
+from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
+from chainlearn.throttling import ClaimRateThrottle
 from rewards import services
 from rewards.serializers import (
     IDEMPOTENCY_HEADER,
@@ -22,7 +24,6 @@ from rewards.serializers import (
     idempotency_key,
 )
 from users.models import User
-from users.serializers import UNAUTHORIZED, envelope, error
 
 PAGE_PARAMETERS = [
     OpenApiParameter("page", OpenApiTypes.INT, description="Page number, ≥ 1 (default 1)."),
@@ -32,6 +33,7 @@ PAGE_PARAMETERS = [
 
 class ClaimView(APIView):
     permission_classes = [IsAuthenticated]
+    throttle_classes = [ClaimRateThrottle]
 
     @extend_schema(
         operation_id="rewards_claim",
@@ -50,7 +52,8 @@ class ClaimView(APIView):
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
                 description="16-64 characters of [A-Za-z0-9_-]; scoped to the caller.",
-            )
+            ),
+            RETRY_AFTER,
         ],
         request=ClaimSerializer,
         responses={
@@ -63,6 +66,7 @@ class ClaimView(APIView):
             403: error("FORBIDDEN: the submission did not pass."),
             404: error("NOT_FOUND: no such submission of the caller."),
             409: error("CONFLICT: already claimed, or Idempotency-Key reused with another body."),
+            429: rate_limited("claims", "claim attempts by the caller"),
         },
     )
     def post(self, request: Request) -> Response:

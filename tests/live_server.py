@@ -55,9 +55,18 @@ class Gunicorn:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:chainlearn.gunicorn_conf",
-             "chainlearn.wsgi"],
-            cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "python:chainlearn.gunicorn_conf",
+                "chainlearn.wsgi",
+            ],
+            cwd=ROOT,
+            env=self.env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         wait_port(self.port, open_=True, timeout=30)
         # every worker must be up before a test counts anything
@@ -79,8 +88,9 @@ class Gunicorn:
             self.proc = None
             wait_port(self.port, open_=False)
 
-    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                body: Any = None) -> tuple[int, bytes]:
+    def request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: Any = None
+    ) -> tuple[int, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             payload = json.dumps(body) if body is not None else None

@@ -8,7 +8,7 @@ from django.test import Client
 from credentials.models import Credential
 from rewards.models import IdempotencyRecord, Reward
 from tests.factories import CredentialFactory, RewardFactory, UserFactory
-from tests.test_auth_users import assert_success
+from tests.helpers import assert_success
 from users.models import ApiToken, User
 
 pytestmark = pytest.mark.django_db(transaction=True)

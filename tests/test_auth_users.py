@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -24,6 +23,7 @@ from tests.factories import (
     UserFactory,
     course_with_modules,
 )
+from tests.helpers import assert_error, assert_success
 from users.models import ApiToken, User
 from users.selectors import user_progress
 
@@ -50,24 +50,6 @@ PROGRESS_KEYS = {
     "credentialsEarned",
     "rewardsClaimed",
 }
-
-
-def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["statusCode"] == status
-    assert body["error"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert set(body) <= {"statusCode", "error", "message", "details"}
-    return body
-
-
-def assert_success(response: Any, status: int = 200) -> Any:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["success"] is True
-    assert set(body["meta"]) == {"version", "timestamp", "requestId"}
-    return body["data"]
 
 
 def bearer(token: str) -> APIClient:

@@ -19,7 +19,7 @@ from tests.factories import (
     course_with_modules,
     make_questions,
 )
-from tests.test_courses_admin import management
+from tests.helpers import management
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,13 +49,15 @@ def course_change_form(course, **overrides):
         "_save": "Save",
     }
     for i, module in enumerate(modules):
-        form.update({
-            f"modules-{i}-id": str(module.id),
-            f"modules-{i}-course": str(course.id),
-            f"modules-{i}-order": str(module.order),
-            f"modules-{i}-title": module.title,
-            f"modules-{i}-description": module.description,
-        })
+        form.update(
+            {
+                f"modules-{i}-id": str(module.id),
+                f"modules-{i}-course": str(course.id),
+                f"modules-{i}-order": str(module.order),
+                f"modules-{i}-title": module.title,
+                f"modules-{i}-description": module.description,
+            }
+        )
     form.update(overrides)
     return form
 
@@ -73,13 +75,20 @@ def test_admin_course_edit_refreshes_every_entry_showing_it(admin_client):
     RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=course.modules.first().quiz))
     CredentialFactory(user=learner, course=course)
     client = client_for(learner)
-    paths = ["/api/v1/courses", f"/api/v1/courses/{course.id}", "/api/v1/rewards/history",
-             "/api/v1/credentials"]
+    paths = [
+        "/api/v1/courses",
+        f"/api/v1/courses/{course.id}",
+        "/api/v1/rewards/history",
+        "/api/v1/credentials",
+    ]
     for path in paths:
         data(client, path)
 
-    post_ok(admin_client, f"/admin/courses/course/{course.id}/change/",
-            course_change_form(course, title="After admin"))
+    post_ok(
+        admin_client,
+        f"/admin/courses/course/{course.id}/change/",
+        course_change_form(course, title="After admin"),
+    )
 
     assert data(client, paths[0])[0]["title"] == "After admin"
     assert data(client, paths[1])["title"] == "After admin"
@@ -92,8 +101,11 @@ def test_admin_deactivate_hides_course(admin_client, api):
     data(api, "/api/v1/courses")
     data(api, f"/api/v1/courses/{course.id}")
 
-    post_ok(admin_client, f"/admin/courses/course/{course.id}/change/",
-            course_change_form(course, is_active=""))
+    post_ok(
+        admin_client,
+        f"/admin/courses/course/{course.id}/change/",
+        course_change_form(course, is_active=""),
+    )
 
     assert data(api, "/api/v1/courses") == []
     assert api.get(f"/api/v1/courses/{course.id}").status_code == 404
@@ -102,8 +114,11 @@ def test_admin_deactivate_hides_course(admin_client, api):
 def test_admin_deactivate_action_hides_course(admin_client, api):
     course = course_with_modules(1)
     data(api, "/api/v1/courses")
-    post_ok(admin_client, "/admin/courses/course/",
-            {"action": "deactivate", "_selected_action": [str(course.id)]})
+    post_ok(
+        admin_client,
+        "/admin/courses/course/",
+        {"action": "deactivate", "_selected_action": [str(course.id)]},
+    )
     assert data(api, "/api/v1/courses") == []
 
 
@@ -133,8 +148,15 @@ def test_admin_inline_module_edit_add_and_delete_refresh_detail(admin_client, ap
     course.refresh_from_db()
     form = course_change_form(course)
     form.update(management("modules", 2, initial=1))
-    form.update({"modules-1-id": "", "modules-1-course": str(course.id), "modules-1-order": "5",
-                 "modules-1-title": "Added inline", "modules-1-description": ""})
+    form.update(
+        {
+            "modules-1-id": "",
+            "modules-1-course": str(course.id),
+            "modules-1-order": "5",
+            "modules-1-title": "Added inline",
+            "modules-1-description": "",
+        }
+    )
     post_ok(admin_client, f"/admin/courses/course/{course.id}/change/", form)
     assert data(api, path)["modules"][-1]["title"] == "Added inline"
 
@@ -156,8 +178,11 @@ def test_admin_quiz_edit_is_served_at_once(admin_client):
     client = client_for(learner)
     assert len(data(client, f"/api/v1/quizzes/{quiz.id}")["questions"]) == 5
     questions = make_questions(3)
-    post_ok(admin_client, f"/admin/courses/quiz/{quiz.id}/change/",
-            {"module": str(quiz.module_id), "questions": json.dumps(questions), "_save": "Save"})
+    post_ok(
+        admin_client,
+        f"/admin/courses/quiz/{quiz.id}/change/",
+        {"module": str(quiz.module_id), "questions": json.dumps(questions), "_save": "Save"},
+    )
     assert len(data(client, f"/api/v1/quizzes/{quiz.id}")["questions"]) == 3
 
 
@@ -184,8 +209,11 @@ def test_admin_revoke_action_refreshes_credentials_and_progress(admin_client):
     assert data(client, "/api/v1/credentials")[0]["revoked"] is False
     assert data(client, "/api/v1/users/me/progress")["credentialsEarned"] == 1
 
-    post_ok(admin_client, "/admin/credentials/credential/",
-            {"action": "revoke_selected", "_selected_action": [str(credential.id)]})
+    post_ok(
+        admin_client,
+        "/admin/credentials/credential/",
+        {"action": "revoke_selected", "_selected_action": [str(credential.id)]},
+    )
 
     assert data(client, "/api/v1/credentials")[0]["revoked"] is True
     assert data(client, "/api/v1/users/me/progress")["credentialsEarned"] == 0

@@ -76,6 +76,7 @@ def credits_of(user: User) -> int:
 
 
 def test_concurrent_claims_of_one_submission_grant_credits_once(user, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "claims": (THREADS, 60)}  # not under test
     sub = passed_submission(user)
     body = {"submissionId": str(sub.pk)}
 
@@ -91,6 +92,7 @@ def test_concurrent_claims_of_one_submission_grant_credits_once(user, settings):
 
 
 def test_concurrent_claims_of_different_submissions_all_add_up(user, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "claims": (THREADS, 60)}  # not under test
     subs = [passed_submission(user) for _ in range(THREADS)]
 
     responses = run_concurrently(
@@ -126,6 +128,7 @@ def lock_waiters_reach(expected: int, timeout: float = 20.0) -> bool:
 
 
 def test_concurrent_same_idempotency_key_claims_have_one_effect(user, settings, monkeypatch):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "claims": (THREADS, 60)}  # not under test
     sub = passed_submission(user)
     body = {"submissionId": str(sub.pk)}
     key = "concurrent-key-0001"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from courses.models import Course, Enrollment, Module, Quiz, QuizSubmission
+from courses.models import Course, Enrollment
 from tests.conftest import client_for
 from tests.factories import (
     CourseFactory,
@@ -18,6 +18,7 @@ from tests.factories import (
     UserFactory,
     course_with_modules,
 )
+from tests.helpers import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,14 +34,6 @@ LIST_ITEM_KEYS = {
 DETAIL_KEYS = LIST_ITEM_KEYS | {"contentHash", "modules", "createdAt"}
 MODULE_KEYS = {"id", "title", "order", "quizId"}
 META_KEYS = {"version", "timestamp", "requestId"}
-ERROR_KEYS = {"statusCode", "error", "message"}
-
-
-def row_counts() -> dict[str, int]:
-    return {
-        model.__name__: model.objects.count()
-        for model in (Course, Module, Quiz, Enrollment, QuizSubmission)
-    }
 
 
 def aged(course: Course, minutes_ago: int) -> Course:
@@ -48,15 +41,6 @@ def aged(course: Course, minutes_ago: int) -> Course:
     course.created_at = timezone.now() - timedelta(minutes=minutes_ago)
     course.save(update_fields=["created_at"])
     return course
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert ERROR_KEYS <= set(body) <= ERROR_KEYS | {"details"}
-    assert body["statusCode"] == status
-    assert body["error"] == code
-    return body
 
 
 # GET /courses

@@ -18,7 +18,7 @@ from tests.factories import (
     course_with_modules,
     make_questions,
 )
-from tests.test_courses import row_counts
+from tests.helpers import management, row_counts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,15 +29,6 @@ def admin_client() -> Client:
     client = Client()
     client.force_login(staff)
     return client
-
-
-def management(prefix: str, total: int, initial: int = 0, maximum: int = 1000) -> dict:
-    return {
-        f"{prefix}-TOTAL_FORMS": str(total),
-        f"{prefix}-INITIAL_FORMS": str(initial),
-        f"{prefix}-MIN_NUM_FORMS": "0",
-        f"{prefix}-MAX_NUM_FORMS": str(maximum),
-    }
 
 
 def course_form(**overrides) -> dict:

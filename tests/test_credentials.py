@@ -22,7 +22,7 @@ from tests.factories import (
     UserFactory,
     course_with_modules,
 )
-from tests.test_auth_users import assert_error, assert_success
+from tests.helpers import assert_error, assert_success
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,7 @@ from tests.factories import (
     course_with_modules,
     make_questions,
 )
-from tests.test_courses import assert_error, row_counts
+from tests.helpers import assert_error, row_counts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

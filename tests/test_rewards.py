@@ -20,7 +20,7 @@ from tests.factories import (
     RewardFactory,
     UserFactory,
 )
-from tests.test_auth_users import assert_error, assert_success
+from tests.helpers import assert_error, assert_success
 from users.models import User
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,104 +1,16 @@
-"""Input validation and response shapes for auth and the learner's profile.
-
-The first section holds pieces every app's API uses (strict JSON fields, unknown-field
-rejection, the envelope schemas for drf-spectacular).
-"""
+"""Input validation and response shapes for auth and the learner's profile."""
 
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from chainlearn.fields import StrictCharField, StrictSerializer
 from users.models import User
-
-# --- Shared API pieces -------------------------------------------------------------------
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string and nothing else: DRF's CharField would accept 12 or true as "12"."""
-
-    default_error_messages = {"not_a_string": "Must be a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("not_a_string")
-        return super().to_internal_value(data)
-
-
-@extend_schema_field(OpenApiTypes.UUID)
-class StrictUUIDField(serializers.Field):
-    """A UUID given as a JSON string (DRF's UUIDField would also take an integer)."""
-
-    default_error_messages = {"invalid": "Must be a valid UUID."}
-
-    def to_internal_value(self, data: Any) -> uuid.UUID:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        try:
-            return uuid.UUID(data)
-        except ValueError:
-            pass
-        self.fail("invalid")
-
-    def to_representation(self, value: uuid.UUID) -> str:
-        return str(value)
-
-
-class StrictSerializer(serializers.Serializer):
-    """Rejects fields the endpoint does not define, with a 400 naming them."""
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(self.initial_data) - set(self.fields))
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return attrs
-
-
-class EnvelopeMetaSerializer(serializers.Serializer):
-    version = serializers.CharField()
-    timestamp = serializers.DateTimeField()
-    requestId = serializers.CharField()
-
-
-class EnvelopePaginationSerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1)
-    limit = serializers.IntegerField(min_value=1, max_value=50)
-    total = serializers.IntegerField(min_value=0)
-
-
-class ApiErrorSerializer(serializers.Serializer):
-    statusCode = serializers.IntegerField()
-    error = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Only for validation errors: field name → messages.",
-    )
-
-
-def envelope(name: str, data: serializers.Field, *, paginated: bool = False) -> Any:
-    """The schema of a success envelope whose ``data`` is ``data``."""
-    fields: dict[str, serializers.Field] = {"success": serializers.BooleanField(), "data": data}
-    if paginated:
-        fields["pagination"] = EnvelopePaginationSerializer()
-    fields["meta"] = EnvelopeMetaSerializer()
-    return inline_serializer(name=name, fields=fields)
-
-
-def error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(response=ApiErrorSerializer, description=description)
-
-
-UNAUTHORIZED = error("UNAUTHORIZED: missing, invalid or revoked bearer token.")
-
 
 # --- Auth ------------------------------------------------------------------------------
 

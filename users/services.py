@@ -6,23 +6,11 @@ from typing import Any
 
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
-from rest_framework import status
 
-from chainlearn.api import Conflict, DomainError
+from chainlearn.api import Conflict, Unauthorized, constraint_name
 from users.models import ApiToken, User, hash_token
 
 PROFILE_FIELDS = ("display_name", "background", "learning_goal", "pace", "language")
-
-
-class Unauthorized(DomainError):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "UNAUTHORIZED"
-
-
-def constraint_name(exc: IntegrityError) -> str:
-    """The name of the constraint an ``IntegrityError`` violated ("" if unknown)."""
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) or ""
 
 
 def user_register(

@@ -13,10 +13,11 @@ from rest_framework.views import APIView
 
 from caching.managers import progress_cache
 from chainlearn.api import ok
+from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
+from chainlearn.throttling import AuthRateThrottle
 from users import services
 from users.models import User
 from users.serializers import (
-    UNAUTHORIZED,
     AuthResultSerializer,
     AuthUserSerializer,
     MessageSerializer,
@@ -25,11 +26,10 @@ from users.serializers import (
     ProgressSerializer,
     RegisterSerializer,
     TokenSerializer,
-    envelope,
-    error,
 )
 
 BAD_REQUEST = error("VALIDATION_ERROR: malformed JSON, wrong types, missing or invalid fields.")
+AUTH_RATE_LIMITED = rate_limited("auth", "register, login or logout requests from one client IP")
 
 
 def _auth_result(user: User, token: str) -> dict[str, object]:
@@ -38,6 +38,7 @@ def _auth_result(user: User, token: str) -> dict[str, object]:
 
 class RegisterView(APIView):
     authentication_classes = []
+    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_register",
@@ -48,7 +49,9 @@ class RegisterView(APIView):
             201: envelope("RegisterEnvelope", AuthResultSerializer()),
             400: BAD_REQUEST,
             409: error("CONFLICT: username or Stellar address already registered."),
+            429: AUTH_RATE_LIMITED,
         },
+        parameters=[RETRY_AFTER],
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -65,6 +68,7 @@ class RegisterView(APIView):
 
 class TokenView(APIView):
     authentication_classes = []
+    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_token",
@@ -75,7 +79,9 @@ class TokenView(APIView):
             200: envelope("TokenEnvelope", AuthResultSerializer()),
             400: BAD_REQUEST,
             401: error("UNAUTHORIZED: wrong username or password."),
+            429: AUTH_RATE_LIMITED,
         },
+        parameters=[RETRY_AFTER],
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -90,13 +96,19 @@ class TokenView(APIView):
 
 class LogoutView(APIView):
     permission_classes = [IsAuthenticated]
+    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_logout",
         tags=["auth"],
         summary="Log out: the bearer token used for this request stops working at once",
         request=None,
-        responses={200: envelope("LogoutEnvelope", MessageSerializer()), 401: UNAUTHORIZED},
+        responses={
+            200: envelope("LogoutEnvelope", MessageSerializer()),
+            401: UNAUTHORIZED,
+            429: AUTH_RATE_LIMITED,
+        },
+        parameters=[RETRY_AFTER],
     )
     def post(self, request: Request) -> Response:
         services.token_revoke(raw_token=str(request.auth))

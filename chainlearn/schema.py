@@ -1,0 +1,75 @@
+"""The contract's envelope, error and pagination shapes for drf-spectacular (docs only).
+
+Views build their responses with ``chainlearn.api.ok`` and the exception handler; these
+serializers only describe those bodies in the OpenAPI schema, once for every app.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+
+class EnvelopeMetaSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    timestamp = serializers.DateTimeField()
+    requestId = serializers.CharField()
+
+
+class EnvelopePaginationSerializer(serializers.Serializer):
+    page = serializers.IntegerField(min_value=1)
+    limit = serializers.IntegerField(min_value=1, max_value=50)
+    total = serializers.IntegerField(min_value=0)
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    statusCode = serializers.IntegerField()
+    error = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(
+        required=False,
+        help_text="Only for validation errors: field name → messages (a list of strings, or "
+        "an object keyed by item index or sub-field for nested input).",
+    )
+
+
+def envelope(name: str, data: serializers.Field, *, paginated: bool = False) -> Any:
+    """The schema of a success envelope ``{success, data, [pagination], meta}`` around ``data``.
+
+    ``name`` becomes the OpenAPI component name, so it must be unique across the API.
+    """
+    fields: dict[str, serializers.Field] = {"success": serializers.BooleanField(), "data": data}
+    if paginated:
+        fields["pagination"] = EnvelopePaginationSerializer()
+    fields["meta"] = EnvelopeMetaSerializer()
+    return inline_serializer(name=name, fields=fields)
+
+
+def error(description: str) -> OpenApiResponse:
+    """An error-envelope response documented with ``description`` (code: what it means)."""
+    return OpenApiResponse(response=ApiErrorSerializer, description=description)
+
+
+UNAUTHORIZED = error("UNAUTHORIZED: missing, invalid or revoked bearer token.")
+
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Seconds until the rate-limit window resets.",
+    response=[429],
+)
+
+
+def rate_limited(scope: str, what: str) -> OpenApiResponse:
+    """The 429 of an endpoint limited by ``settings.RATE_LIMITS[scope]``; ``what`` is counted."""
+    limit, window = settings.RATE_LIMITS[scope]
+    return error(
+        f"RATE_LIMITED: more than {limit} {what} within {window} seconds; retry after "
+        "`Retry-After` seconds."
+    )

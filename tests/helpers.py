@@ -1,0 +1,47 @@
+"""Assertion and data helpers shared by several test modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from courses.models import Course, Enrollment, Module, Quiz, QuizSubmission
+
+ERROR_KEYS = {"statusCode", "error", "message"}
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """The response is the contract's error envelope with ``status`` and ``code``."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert ERROR_KEYS <= set(body) <= ERROR_KEYS | {"details"}
+    assert body["statusCode"] == status
+    assert body["error"] == code
+    assert isinstance(body["message"], str) and body["message"]
+    return body
+
+
+def assert_success(response: Any, status: int = 200) -> Any:
+    """The response is a success envelope with ``status``; returns its ``data``."""
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert body["success"] is True
+    assert set(body["meta"]) == {"version", "timestamp", "requestId"}
+    return body["data"]
+
+
+def row_counts() -> dict[str, int]:
+    """Row counts of the course-side tables."""
+    return {
+        model.__name__: model.objects.count()
+        for model in (Course, Module, Quiz, Enrollment, QuizSubmission)
+    }
+
+
+def management(prefix: str, total: int, initial: int = 0, maximum: int = 1000) -> dict:
+    """An admin inline formset's management-form fields."""
+    return {
+        f"{prefix}-TOTAL_FORMS": str(total),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": str(maximum),
+    }
