@@ -159,12 +159,20 @@ def redis_client() -> Redis:
     return scripts.bind()
 
 
-def guarded(namespace: str | Sequence[str], operation: str, call: Callable[[Redis], T]) -> T:
+def guarded(
+    namespace: str | Sequence[str],
+    operation: str,
+    call: Callable[[Redis], T],
+    *,
+    respect_breaker: bool = True,
+) -> T:
     """Run ``call`` against Redis under the breaker; raise ``CacheUnavailable`` on failure.
 
-    ``namespace`` (or several) labels the error counter.
+    ``namespace`` (or several) labels the error counter. Invalidations pass
+    ``respect_breaker=False``: they are tried even while this process's breaker is open,
+    because other processes may be reading from a Redis that is up.
     """
-    if not breaker.allow():
+    if respect_breaker and not breaker.allow():
         raise CacheUnavailable("circuit open")
     try:
         client = redis_client()
@@ -286,11 +294,7 @@ def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> None
             pipe.incr(key)
         pipe.execute()
 
-    guarded(namespaces, "invalidate", run)
-
-
-def bump_epoch() -> None:
-    guarded("*", "invalidate", lambda c: c.incr(keys.epoch_key()))
+    guarded(namespaces, "invalidate", run, respect_breaker=False)
 
 
 def redis_ping() -> bool:
@@ -320,3 +324,8 @@ def count_hit(key: str, window_ms: int) -> tuple[int, int]:
         lambda c: scripts.count_hit(keys=[key], args=[window_ms], client=c),
     )
     return int(count), int(left)
+
+
+def bump_epoch() -> None:
+    """Orphan every entry of every namespace at once (one ``INCR``)."""
+    guarded("*", "invalidate", lambda c: c.incr(keys.epoch_key()), respect_breaker=False)

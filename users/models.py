@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
+from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
@@ -33,7 +34,7 @@ class User(AbstractUser):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    objects = InvalidatingUserManager()
+    objects: ClassVar[InvalidatingUserManager] = InvalidatingUserManager()  # type: ignore[assignment]
 
     class Meta:
         constraints = [

@@ -15,7 +15,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 from users.models import User
 
-FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname != "password")
+_FIELDS = [f for f in User._meta.concrete_fields if f.attname != "password"]
+FIELDS = tuple(f.attname for f in _FIELDS)
 
 
 def _json(value: Any) -> Any:
@@ -33,5 +34,5 @@ def to_value(row: dict[str, Any]) -> dict[str, Any]:
 
 def to_user(value: dict[str, Any]) -> User:
     """A ``User`` with every field but ``password`` loaded from ``value``."""
-    values = [User._meta.get_field(name).to_python(value[name]) for name in FIELDS]
+    values = [field.to_python(value[field.attname]) for field in _FIELDS]
     return User.from_db(DEFAULT_DB_ALIAS, list(FIELDS), values)
