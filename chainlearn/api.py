@@ -224,6 +224,19 @@ def page_params(request: Request) -> PageParams:
     return PageParams(page=values["page"], limit=values["limit"])
 
 
+def choice_param(request: Request, name: str, choices: frozenset[str]) -> str | None:
+    """An optional query parameter that must be one of ``choices`` (empty is invalid)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw not in choices:
+        allowed = ", ".join(sorted(choices))
+        raise InvalidInput(
+            f"Invalid {name}", details={name: [f'"{raw[:50]}" is not one of: {allowed}.']}
+        )
+    return raw
+
+
 def parse_uuid(raw: str, *, field: str = "id") -> uuid.UUID:
     """A path or body UUID, or a 400 naming the field."""
     try:

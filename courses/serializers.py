@@ -16,10 +16,6 @@ MAX_ANSWERS = 50
 QUESTION_ID_MAX_LENGTH = 100
 
 
-class CourseListQuerySerializer(serializers.Serializer):
-    difficulty = serializers.ChoiceField(choices=Difficulty.choices, required=False)
-
-
 class AnswerSerializer(serializers.Serializer):
     questionId = StrictCharField(max_length=QUESTION_ID_MAX_LENGTH, trim_whitespace=False)
     selectedIndex = StrictIntegerField(
@@ -36,9 +32,10 @@ class QuizSubmitSerializer(serializers.Serializer):
 # Documented shapes (OpenAPI only).
 
 
-class CourseListQueryDocSerializer(CourseListQuerySerializer):
-    """The list's query parameters; ``page``/``limit`` are parsed by ``page_params``."""
+class CourseListQueryDocSerializer(serializers.Serializer):
+    """The list's query parameters (parsed by ``choice_param`` and ``page_params``)."""
 
+    difficulty = serializers.ChoiceField(choices=Difficulty.choices, required=False)
     page = serializers.IntegerField(min_value=1, default=1, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=50, default=20, required=False)
 
