@@ -73,3 +73,28 @@ def rate_limited(scope: str, what: str) -> OpenApiResponse:
         f"RATE_LIMITED: more than {limit} {what} within {window} seconds; retry after "
         "`Retry-After` seconds."
     )
+
+
+def document_common_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: responses every operation can give.
+
+    413 for any operation with a body (the body-size middleware) and 503 for all (the
+    database unavailable), both in the error envelope.
+    """
+    error_ref = {"$ref": "#/components/schemas/ApiError"}
+    body = {"application/json": {"schema": error_ref}}
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            responses = operation.setdefault("responses", {})
+            if method in ("post", "put", "patch"):
+                responses.setdefault(
+                    "413", {"description": "PAYLOAD_TOO_LARGE: body over 100 KB.", "content": body}
+                )
+            responses.setdefault(
+                "503",
+                {
+                    "description": "SERVICE_UNAVAILABLE: the database is unreachable.",
+                    "content": body,
+                },
+            )
+    return result
