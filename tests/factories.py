@@ -122,3 +122,13 @@ class CredentialFactory(DjangoModelFactory):
 
 def token_for(user: User) -> str:
     return ApiToken.issue(user)
+
+
+def learner_with_history(course: Course, learner: User | None = None) -> User:
+    """A learner enrolled in ``course`` with a claimed reward (module 1) and a credential."""
+    learner = learner or UserFactory()
+    EnrollmentFactory(user=learner, course=course)
+    quiz = course.modules.get(order=1).quiz
+    RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=quiz))
+    CredentialFactory(user=learner, course=course)
+    return learner

@@ -8,7 +8,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_unknown_route_is_404_envelope(api):
     response = api.get("/api/v1/nope")
     assert response.status_code == 404
-    assert response.json() == {"statusCode": 404, "error": "NOT_FOUND", "message": "Route not found"}
+    assert response.json() == {
+        "statusCode": 404,
+        "error": "NOT_FOUND",
+        "message": "Route not found",
+    }
 
 
 def test_unversioned_api_path_redirects_keeping_query(api):

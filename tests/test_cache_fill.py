@@ -120,8 +120,9 @@ def test_waiters_give_up_after_the_wait_bound(monkeypatch, settings):
     settings.CACHE_LEASE_MS = 10_000
     settings.CACHE_FILL_WAIT_MS = 150
     course = course_with_modules(1, title="Bounded")
-    monkeypatch.setattr(course_detail_cache, "after_load",
-                        lambda: (_ for _ in ()).throw(SystemExit()))
+    monkeypatch.setattr(
+        course_detail_cache, "after_load", lambda: (_ for _ in ()).throw(SystemExit())
+    )
     with pytest.raises(SystemExit):
         course_detail_cache.get(course_id=course.id)
     monkeypatch.setattr(course_detail_cache, "after_load", None)
@@ -140,8 +141,9 @@ def expire_entries(monkeypatch, seconds):
 def change_description_without_invalidating(course, text):
     """A change the cache may show late (like a count within its TTL)."""
     with connection.cursor() as cursor:
-        cursor.execute("UPDATE courses_course SET description = %s WHERE id = %s",
-                       [text, course.id])
+        cursor.execute(
+            "UPDATE courses_course SET description = %s WHERE id = %s", [text, course.id]
+        )
 
 
 def test_expired_entry_is_served_stale_while_exactly_one_request_refreshes(
@@ -186,8 +188,9 @@ def test_invalidated_entry_is_never_served_stale(monkeypatch, settings):
 def test_entry_past_ttl_and_grace_is_gone(redis_client, settings):
     course = course_with_modules(1)
     course_detail_cache.get(course_id=course.id)
-    [key] = [k for k in redis_client.keys("chainlearn:courses:detail:v*")
-             if not k.endswith(b":lease")]
+    [key] = [
+        k for k in redis_client.keys("chainlearn:courses:detail:v*") if not k.endswith(b":lease")
+    ]
     ttl_ms = redis_client.pttl(key)
     expected = (settings.CACHE_TTLS["courses:detail"] + settings.CACHE_STALE_GRACE) * 1000
     assert expected - 2000 < ttl_ms <= expected

@@ -4,14 +4,7 @@ with no SQL for the shared part, and both bodies are identical."""
 import pytest
 
 from tests.conftest import client_for
-from tests.factories import (
-    CredentialFactory,
-    EnrollmentFactory,
-    QuizSubmissionFactory,
-    RewardFactory,
-    UserFactory,
-    course_with_modules,
-)
+from tests.factories import course_with_modules, learner_with_history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,14 +12,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def learner_world():
     """A learner with an enrollment, a claimed reward and a credential, plus other courses."""
-    learner = UserFactory()
     course = course_with_modules(3, title="Rust 101")
     course_with_modules(2, title="Go 101", difficulty="advanced")
-    EnrollmentFactory(user=learner, course=course)
-    quiz = course.modules.get(order=1).quiz
-    RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=quiz))
-    CredentialFactory(user=learner, course=course)
-    return learner, course
+    return learner_with_history(course), course
 
 
 def body_data(response):

@@ -67,8 +67,12 @@ def test_course_edit_refreshes_list_detail_history_and_credentials(
     EnrollmentFactory(user=learner, course=course)
     RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=course.modules.first().quiz))
     CredentialFactory(user=learner, course=course)
-    paths = ["/api/v1/courses", f"/api/v1/courses/{course.id}", "/api/v1/rewards/history",
-             "/api/v1/credentials"]
+    paths = [
+        "/api/v1/courses",
+        f"/api/v1/courses/{course.id}",
+        "/api/v1/rewards/history",
+        "/api/v1/credentials",
+    ]
     for path in paths:
         data(client, path)
 
@@ -194,8 +198,9 @@ def test_submissions_and_completion_refresh_progress(course, learner):
     assert (before["totalQuizScore"], before["completedCourses"]) == (0, 0)
 
     for module in course.modules.order_by("order"):
-        response = client.post(f"/api/v1/quizzes/{module.quiz.id}/submit", ALL_ANSWERS_RIGHT,
-                               format="json")
+        response = client.post(
+            f"/api/v1/quizzes/{module.quiz.id}/submit", ALL_ANSWERS_RIGHT, format="json"
+        )
         assert response.status_code == 200, response.content
 
     after = data(client, "/api/v1/users/me/progress")
@@ -210,18 +215,21 @@ def test_claim_refreshes_progress_every_history_page_and_profile(course, learner
     client.post(f"/api/v1/courses/{course.id}/enroll")
     submissions = []
     for module in course.modules.order_by("order"):
-        response = client.post(f"/api/v1/quizzes/{module.quiz.id}/submit", ALL_ANSWERS_RIGHT,
-                               format="json")
+        response = client.post(
+            f"/api/v1/quizzes/{module.quiz.id}/submit", ALL_ANSWERS_RIGHT, format="json"
+        )
         submissions.append(response.json()["data"]["id"])
     client.post("/api/v1/rewards/claim", {"submissionId": submissions[0]}, format="json")
-    pages = ["/api/v1/rewards/history", "/api/v1/rewards/history?page=1&limit=1",
-             "/api/v1/rewards/history?page=2&limit=1"]
+    pages = [
+        "/api/v1/rewards/history",
+        "/api/v1/rewards/history?page=1&limit=1",
+        "/api/v1/rewards/history?page=2&limit=1",
+    ]
     assert [len(data(client, p)) for p in pages] == [1, 1, 0]
     assert data(client, "/api/v1/users/me/progress")["rewardsClaimed"] == 1
     assert data(client, "/api/v1/users/me")["credits"] == 10
 
-    response = client.post("/api/v1/rewards/claim", {"submissionId": submissions[1]},
-                           format="json")
+    response = client.post("/api/v1/rewards/claim", {"submissionId": submissions[1]}, format="json")
     assert response.status_code == 200
 
     assert [len(data(client, p)) for p in pages] == [2, 1, 1]
@@ -240,15 +248,16 @@ def test_mint_and_revoke_refresh_credentials_and_progress(course, learner):
     assert data(client, "/api/v1/credentials") == []
     assert data(client, "/api/v1/users/me/progress")["credentialsEarned"] == 0
 
-    response = client.post("/api/v1/credentials/mint", {"courseId": str(course.id)},
-                           format="json")
+    response = client.post("/api/v1/credentials/mint", {"courseId": str(course.id)}, format="json")
     assert response.status_code == 201, response.content
 
     [credential] = data(client, "/api/v1/credentials")
     assert credential["revoked"] is False
     assert data(client, "/api/v1/users/me/progress")["credentialsEarned"] == 1
 
-    Credential.objects.filter(pk=credential["id"]).update(revoked=True, revoked_at="2026-01-01T00:00:00Z")
+    Credential.objects.filter(pk=credential["id"]).update(
+        revoked=True, revoked_at="2026-01-01T00:00:00Z"
+    )
 
     assert data(client, "/api/v1/credentials")[0]["revoked"] is True
     assert data(client, "/api/v1/users/me/progress")["credentialsEarned"] == 0

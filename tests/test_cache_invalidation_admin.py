@@ -13,10 +13,9 @@ from tests.conftest import client_for
 from tests.factories import (
     CredentialFactory,
     EnrollmentFactory,
-    QuizSubmissionFactory,
-    RewardFactory,
     UserFactory,
     course_with_modules,
+    learner_with_history,
     make_questions,
 )
 from tests.helpers import management
@@ -70,10 +69,7 @@ def post_ok(admin_client, url, form):
 
 def test_admin_course_edit_refreshes_every_entry_showing_it(admin_client):
     course = course_with_modules(2, title="Before admin")
-    learner = UserFactory()
-    EnrollmentFactory(user=learner, course=course)
-    RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=course.modules.first().quiz))
-    CredentialFactory(user=learner, course=course)
+    learner = learner_with_history(course)
     client = client_for(learner)
     paths = [
         "/api/v1/courses",

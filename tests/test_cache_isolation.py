@@ -4,14 +4,7 @@ per-user. User B, reading right after user A filled the cache, sees only B's dat
 import pytest
 
 from tests.conftest import client_for
-from tests.factories import (
-    CredentialFactory,
-    EnrollmentFactory,
-    QuizSubmissionFactory,
-    RewardFactory,
-    UserFactory,
-    course_with_modules,
-)
+from tests.factories import UserFactory, course_with_modules, learner_with_history
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,16 +19,12 @@ PER_USER = [
 @pytest.fixture
 def two_learners():
     course = course_with_modules(2, title="Shared course")
-    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
-    EnrollmentFactory(user=alice, course=course)
-    quiz = course.modules.get(order=1).quiz
-    RewardFactory(submission=QuizSubmissionFactory(user=alice, quiz=quiz, score=5))
-    CredentialFactory(user=alice, course=course)
-    return course, alice, bob
+    alice = learner_with_history(course, UserFactory(username="alice"))
+    return course, alice, UserFactory(username="bob")
 
 
 def test_per_user_entries_never_cross_users(two_learners, redis_client):
-    course, alice, bob = two_learners
+    _, alice, bob = two_learners
     as_alice, as_bob = client_for(alice), client_for(bob)
     alice_views = {p: as_alice.get(p).json()["data"] for p in PER_USER}
     bob_views = {p: as_bob.get(p).json()["data"] for p in PER_USER}

@@ -38,7 +38,9 @@ def test_values_are_json_not_pickle(redis_client, api):
 
     CourseFactory(title="Plain JSON")
     api.get("/api/v1/courses")
-    [key] = [k for k in redis_client.keys("chainlearn:courses:list:v*") if not k.endswith(b":lease")]
+    [key] = [
+        k for k in redis_client.keys("chainlearn:courses:list:v*") if not k.endswith(b":lease")
+    ]
     raw = redis_client.get(key)
     fresh_until, payload = raw.split(b"\n", 1)
     assert fresh_until.isdigit()

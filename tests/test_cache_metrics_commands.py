@@ -22,8 +22,9 @@ def run(*args):
 
 
 def entry_keys(redis_client, namespace):
-    return [k for k in redis_client.keys(keys.entry_pattern(namespace))
-            if not k.endswith(b":lease")]
+    return [
+        k for k in redis_client.keys(keys.entry_pattern(namespace)) if not k.endswith(b":lease")
+    ]
 
 
 @pytest.fixture
@@ -33,8 +34,9 @@ def catalogue():
     return active
 
 
-def test_cache_warm_fills_list_filters_and_every_active_detail(catalogue, redis_client, api,
-                                                               django_assert_num_queries):
+def test_cache_warm_fills_list_filters_and_every_active_detail(
+    catalogue, redis_client, api, django_assert_num_queries
+):
     output = run("cache_warm")
     assert "courses:list: 4 entries filled" in output
     assert "courses:detail: 3 entries filled" in output
@@ -73,12 +75,18 @@ def test_cache_flush_then_reads_miss(catalogue, api, django_assert_num_queries):
         api.get("/api/v1/courses")
 
 
-def test_cache_flush_all_rewarms_shared_entries(catalogue, api, redis_client,
-                                                django_assert_num_queries):
+def test_cache_flush_all_rewarms_shared_entries(
+    catalogue, api, redis_client, django_assert_num_queries
+):
     api.get("/api/v1/courses")
     output = run("cache_flush", "--all")
-    for namespace in ("courses:list", "courses:detail", "users:progress", "rewards:history",
-                      "credentials:list"):
+    for namespace in (
+        "courses:list",
+        "courses:detail",
+        "users:progress",
+        "rewards:history",
+        "credentials:list",
+    ):
         assert f"{namespace}: flushed" in output
     assert "courses:list: 4 entries re-warmed" in output
     with django_assert_num_queries(0):
@@ -104,8 +112,9 @@ def scrape(api, **headers):
 
 
 def metric(text, name, namespace):
-    match = re.search(rf'^{name}{{namespace="{re.escape(namespace)}"}} ([0-9.e+-]+)$', text,
-                      re.MULTILINE)
+    match = re.search(
+        rf'^{name}{{namespace="{re.escape(namespace)}"}} ([0-9.e+-]+)$', text, re.MULTILINE
+    )
     return float(match.group(1)) if match else 0.0
 
 
@@ -133,14 +142,17 @@ def test_metrics_count_hits_and_misses_per_namespace(catalogue, api, settings):
     api.get("/api/v1/courses?limit=7")
     text = scrape(api, **auth).content.decode()
     hits = metric(text, "cache_hits_total", "courses:list") - metric(
-        before, "cache_hits_total", "courses:list")
+        before, "cache_hits_total", "courses:list"
+    )
     misses = metric(text, "cache_misses_total", "courses:list") - metric(
-        before, "cache_misses_total", "courses:list")
+        before, "cache_misses_total", "courses:list"
+    )
     assert (hits, misses) == (2, 1)
     total_hits = metric(text, "cache_hits_total", "courses:list")
     total_misses = metric(text, "cache_misses_total", "courses:list")
     assert metric(text, "cache_hit_rate", "courses:list") == pytest.approx(
-        total_hits / (total_hits + total_misses))
+        total_hits / (total_hits + total_misses)
+    )
     assert "cache_fill_seconds_count" in text
 
 

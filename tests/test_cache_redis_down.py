@@ -9,14 +9,7 @@ from redis.connection import AbstractConnection
 
 from caching import backend
 from tests.conftest import client_for
-from tests.factories import (
-    CredentialFactory,
-    EnrollmentFactory,
-    QuizSubmissionFactory,
-    RewardFactory,
-    UserFactory,
-    course_with_modules,
-)
+from tests.factories import course_with_modules, learner_with_history
 from tests.redis_server import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,12 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def world():
-    learner = UserFactory()
     course = course_with_modules(2, title="Resilient")
-    EnrollmentFactory(user=learner, course=course)
-    RewardFactory(submission=QuizSubmissionFactory(user=learner, quiz=course.modules.first().quiz))
-    CredentialFactory(user=learner, course=course)
-    return learner, course
+    return learner_with_history(course), course
 
 
 def hot_paths(course):
