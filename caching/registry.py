@@ -82,7 +82,17 @@ class CacheManager:
         )
 
     def get(self, **params: Any) -> Any:
-        """The value of this read for ``params``, from Redis when possible.
+        """The value of this read for ``params``, from Redis when possible (see ``read``)."""
+        value, payload = self.read(params)
+        return value if payload is None else json.loads(payload)
+
+    def get_json(self, **params: Any) -> bytes:
+        """The value of this read as JSON bytes: a hit is passed through without decoding."""
+        value, payload = self.read(params)
+        return payload if payload is not None else dumps(value)
+
+    def read(self, params: dict[str, Any]) -> tuple[Any, bytes | None]:
+        """``(value, None)`` when computed here, ``(None, JSON bytes)`` when read from Redis.
 
         One Lua round trip reads the entry under the current epoch and generations. Fresh:
         served. Expired but within the grace period: served by every request except the one
@@ -92,24 +102,24 @@ class CacheManager:
         a miss served from the database.
         """
         if not settings.CACHE_ENABLED:
-            return self.load(**params)
+            return self.load(**params), None
         slot = self.slot(params)
         try:
             found = backend.lookup(slot, lease_ms=settings.CACHE_LEASE_MS)
         except CacheUnavailable:
             MISSES.labels(self.namespace).inc()
-            return self.load(**params)
+            return self.load(**params), None
         if found.state == "hit" and found.raw is not None:
             HITS.labels(self.namespace).inc()
-            return decode(found.raw)
+            return None, payload_of(found.raw)
         if found.state == "stale" and found.raw is not None:
             HITS.labels(self.namespace).inc()
             STALE_SERVED.labels(self.namespace).inc()
-            return decode(found.raw)
+            return None, payload_of(found.raw)
         if found.state == "wait":
             return self._wait_for_fill(slot, found, params)
         MISSES.labels(self.namespace).inc()
-        return self._fill(slot, found, params)
+        return self._fill(slot, found, params), None
 
     def warm(self, **params: Any) -> bool:
         """Fill this entry if it is missing or expired; True if this call stored it."""
@@ -140,7 +150,9 @@ class CacheManager:
             backend.store(slot, found, payload, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
         return value
 
-    def _wait_for_fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> Any:
+    def _wait_for_fill(
+        self, slot: Slot, found: Lookup, params: dict[str, Any]
+    ) -> tuple[Any, bytes | None]:
         deadline = time.monotonic() + settings.CACHE_FILL_WAIT_MS / 1000
         delay = 0.002
         try:
@@ -151,15 +163,15 @@ class CacheManager:
                 if state == "hit" and raw is not None:
                     HITS.labels(self.namespace).inc()
                     FILL_WAITS.labels(self.namespace).inc()
-                    return decode(raw)
+                    return None, payload_of(raw)
                 if state == "fill":
                     MISSES.labels(self.namespace).inc()
-                    return self._fill(slot, found, params)
+                    return self._fill(slot, found, params), None
             backend.record_miss(self.namespace)
         except CacheUnavailable:
             pass
         MISSES.labels(self.namespace).inc()
-        return self.load(**params)
+        return self.load(**params), None
 
     def _release(self, slot: Slot, found: Lookup) -> None:
         with contextlib.suppress(CacheUnavailable):
@@ -174,13 +186,19 @@ class CacheManager:
         return scopes
 
 
+def dumps(value: Any) -> bytes:
+    """Compact JSON, the form every cached payload is stored and served in."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
 def encode(value: Any, *, fresh_until_ms: int) -> bytes:
     """``<fresh-until ms>\\n<JSON>``: the Lua lookup reads the expiry without parsing JSON."""
-    return f"{fresh_until_ms}\n".encode() + json.dumps(value, separators=(",", ":")).encode()
+    return f"{fresh_until_ms}\n".encode() + dumps(value)
 
 
-def decode(raw: bytes) -> Any:
-    return json.loads(raw[raw.index(b"\n") + 1 :])
+def payload_of(raw: bytes) -> bytes:
+    """The JSON part of a stored entry."""
+    return raw[raw.index(b"\n") + 1 :]
 
 
 class Registry:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -13,7 +14,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -103,6 +104,33 @@ def ok(
         body["pagination"] = pagination
     body["meta"] = meta(request)
     return Response(body, status=status_code)
+
+
+def ok_json(
+    request: HttpRequest | Request,
+    data_json: bytes,
+    *,
+    pagination: dict[str, int] | None = None,
+    status_code: int = status.HTTP_200_OK,
+) -> HttpResponse:
+    """``ok`` for data that is already JSON (a cache hit), spliced in without re-encoding."""
+    parts = [b'{"success":true,"data":', data_json]
+    if pagination is not None:
+        parts += [b',"pagination":', json.dumps(pagination, separators=(",", ":")).encode()]
+    parts += [b',"meta":', json.dumps(meta(request), separators=(",", ":")).encode(), b"}"]
+    return HttpResponse(b"".join(parts), status=status_code, content_type="application/json")
+
+
+_TOTAL = b',"total":'
+
+
+def split_page(payload: bytes) -> tuple[bytes, int]:
+    """``{"items":[…],"total":N}`` as compact JSON → (the items' JSON, N).
+
+    ``total`` is the payload's last key and an integer, so its marker is the last one.
+    """
+    cut = payload.rindex(_TOTAL)
+    return payload[len(b'{"items":') : cut], int(payload[cut + len(_TOTAL) : -1])
 
 
 def error_body(

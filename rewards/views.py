@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.permissions import IsAuthenticated
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from caching.managers import reward_history_cache
-from chainlearn.api import ok, page_params
+from chainlearn.api import ok, ok_json, page_params, split_page
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import ClaimRateThrottle
 from rewards import services
@@ -109,9 +110,11 @@ class HistoryView(APIView):
             401: UNAUTHORIZED,
         },
     )
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponse:
         params = page_params(request)
-        result = reward_history_cache.get(
-            user_id=request.user.pk, page=params.page, limit=params.limit
+        items, total = split_page(
+            reward_history_cache.get_json(
+                user_id=request.user.pk, page=params.page, limit=params.limit
+            )
         )
-        return ok(request, result["items"], pagination=params.pagination(result["total"]))
+        return ok_json(request, items, pagination=params.pagination(total))

@@ -65,7 +65,10 @@ def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, s
     assert counter.loads == 1
     assert all(result == results[0] for result in results)
     assert results[0]["total"] == 1
-    assert stats(redis_client, "courses:list") == {"misses": 1, "hits": 19, "waits": 19}
+    counts = stats(redis_client, "courses:list")
+    # Requests that looked up after the store are plain hits; the rest waited for the fill.
+    assert (counts["misses"], counts["hits"]) == (1, 19)
+    assert counts.get("waits", 0) <= 19
 
 
 def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):

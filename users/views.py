@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
@@ -12,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from caching.managers import progress_cache
-from chainlearn.api import ok
+from chainlearn.api import ok, ok_json
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import AuthRateThrottle
 from users import services
@@ -158,5 +159,5 @@ class ProgressView(APIView):
         summary="The caller's learning progress counters",
         responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
     )
-    def get(self, request: Request) -> Response:
-        return ok(request, progress_cache.get(user_id=request.user.pk))
+    def get(self, request: Request) -> HttpResponse:
+        return ok_json(request, progress_cache.get_json(user_id=request.user.pk))
