@@ -1,0 +1,1 @@
+"""Load benchmark of the ChainLearn hot paths, cached vs uncached (see README.md)."""

@@ -1,0 +1,156 @@
+"""Invalidation cost against the number of live keys in the course-list namespace.
+
+The namespace is filled with N distinct live entries (keys built by the list manager's own
+``slot()``, i.e. ``caching.keys``, under the current epoch and generation; values in the
+manager's wire format), then ``caching.invalidation.flush(["courses:list"])`` (the call
+every course or enrollment write makes for the list) is timed many times. After each
+timed flush the generation is set back, untimed, so every timed flush faces N live keys.
+Requires ``django.setup()`` and no server running against this Redis.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from benchmarks.services import log
+
+NAMESPACE = "courses:list"
+DIFFICULTIES = (None, "beginner", "intermediate", "advanced")
+LIMITS = range(1, 51)
+KEY_TTL_MS = 600_000
+
+
+def _params(index: int) -> dict[str, Any]:
+    """The ``index``-th distinct (difficulty, limit, page) combination."""
+    difficulty = DIFFICULTIES[index % 4]
+    limit = LIMITS[(index // 4) % 50]
+    page = index // 200 + 1
+    return {"difficulty": difficulty, "page": page, "limit": limit}
+
+
+def fill(client: Any, manager: Any, start: int, stop: int) -> None:
+    from caching import backend, keys
+    from caching.registry import encode
+
+    epoch = (client.get(keys.epoch_key()) or b"0").decode()
+    gen = (client.get(keys.generation_key(NAMESPACE)) or b"0").decode()
+    entry_stamp = keys.stamp(epoch, gen, gen)
+    value = encode(
+        {"items": [{"id": "0" * 36, "title": "x", "enrolledCount": 0}], "total": 1},
+        fresh_until_ms=backend.now_ms() + KEY_TTL_MS,
+    )
+    pipe = client.pipeline(transaction=False)
+    for index in range(start, stop):
+        slot = manager.slot(_params(index))
+        pipe.set(keys.entry_key(slot.head, entry_stamp, slot.fragment), value, px=KEY_TTL_MS)
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+
+
+def live_count_sample(manager: Any, count: int, probes: int = 200) -> int:
+    """How many of ``probes`` evenly spread filled entries a lookup finds fresh."""
+    from caching import backend
+
+    found = 0
+    for i in range(probes):
+        index = i * max(1, count // probes)
+        result = backend.lookup(manager.slot(_params(index)), lease_ms=1, count=False)
+        found += result.state == "hit"
+    return found
+
+
+def _time(client: Any, gen_key: str, rounds: int) -> dict[str, Any]:
+    from caching.invalidation import flush
+
+    for _ in range(50):  # warm the code path and the connection
+        saved = client.get(gen_key)
+        flush([NAMESPACE], cause="benchmark")
+        client.set(gen_key, saved or 0)
+    samples = []
+    for _ in range(rounds):
+        saved = client.get(gen_key)
+        t0 = time.perf_counter_ns()
+        flush([NAMESPACE], cause="benchmark")
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+        client.set(gen_key, saved or 0)
+    ordered = sorted(samples)
+    block = max(1, rounds // 10)
+    blocks = [statistics.median(samples[i : i + block]) for i in range(0, rounds, block)]
+    return {
+        "rounds": rounds,
+        # Medians of 10 consecutive blocks: how much the timing drifts within one size.
+        "block_median_spread_us": max(blocks) - min(blocks),
+        "median_us": statistics.median(samples),
+        "p25_us": ordered[len(ordered) // 4],
+        "p75_us": ordered[(3 * len(ordered)) // 4],
+        "p99_us": ordered[int(len(ordered) * 0.99) - 1],
+        "max_us": ordered[-1],
+    }
+
+
+def _unlink(client: Any, manager: Any, start: int, stop: int) -> None:
+    from caching import keys
+
+    epoch = (client.get(keys.epoch_key()) or b"0").decode()
+    gen = (client.get(keys.generation_key(NAMESPACE)) or b"0").decode()
+    entry_stamp = keys.stamp(epoch, gen, gen)
+    pipe = client.pipeline(transaction=False)
+    for index in range(start, stop):
+        slot = manager.slot(_params(index))
+        pipe.unlink(keys.entry_key(slot.head, entry_stamp, slot.fragment))
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+
+
+def _orphans(client: Any, manager: Any, gen_key: str, size: int) -> int:
+    """Probe hits left after one real flush (0: every entry was orphaned at once)."""
+    from caching.invalidation import flush
+
+    saved = client.get(gen_key)
+    flush([NAMESPACE], cause="benchmark")
+    left = live_count_sample(manager, size)
+    client.set(gen_key, saved or 0)
+    return left
+
+
+def measure(sizes: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
+    """Time the flush at each size, smallest first, then the smallest again after the
+    extra keys are deleted: the two smallest-size runs show the drift between runs."""
+    from caching import backend, keys
+    from caching.registry import registry
+
+    manager = registry.get(NAMESPACE)
+    client = backend.redis_client()
+    gen_key = keys.generation_key(NAMESPACE)
+    ordered_sizes = sorted(sizes)
+    plan = [*ordered_sizes, ordered_sizes[0]] if len(ordered_sizes) > 1 else ordered_sizes
+    results = []
+    filled = 0
+    for step, size in enumerate(plan):
+        started = time.monotonic()
+        if size > filled:
+            fill(client, manager, filled, size)
+        elif size < filled:
+            _unlink(client, manager, size, filled)
+        changed = time.monotonic() - started
+        filled = size
+        log(f"invalidation: {size:,} live list keys ready in {changed:.1f} s")
+        row = {
+            "keys": size,
+            "repeat": step == len(plan) - 1 and len(plan) > 1,
+            "redis_keys_total": client.dbsize(),
+            "live_probe_hits": live_count_sample(manager, size),
+            "prepare_seconds": round(changed, 1),
+            **_time(client, gen_key, rounds),
+        }
+        row["live_probe_hits_after_flush"] = _orphans(client, manager, gen_key, size)
+        results.append(row)
+    # Leave the namespace orphaned (the synthetic entries expire with their TTL).
+    from caching.invalidation import flush
+
+    flush([NAMESPACE], cause="benchmark")
+    return results
