@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The documented benchmark command: bash benchmarks/run.sh [python -m benchmarks options]
+# bash benchmarks/run.sh --outage [options] runs the Redis outage scenario instead.
 #
 # Starts PostgreSQL and Redis the way the project's service script does, on ports of their
 # own (never the dev servers), installs wrk and matplotlib if missing, runs the benchmark
@@ -45,4 +46,9 @@ export_service_env
 
 export BENCH_SETUP_S=$(( $(date +%s) - started ))
 export BENCH_COMMAND="bash benchmarks/run.sh${*:+ $*}"
-"$VENV/bin/python" -m benchmarks "$@"
+module=benchmarks
+if [ "${1:-}" = --outage ]; then  # the Redis outage scenario (benchmarks/outage.py) only
+    shift
+    module=benchmarks.outage
+fi
+"$VENV/bin/python" -m "$module" "$@"
