@@ -76,26 +76,9 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
-function init(args)
-  counter = (tid or 0) * 7919
-end
-
-function request()
-  counter = counter + 1
-  local i = (counter %% #reqs) + 1
-  local r = formatted[i]
-  if r == nil then
-    local e = reqs[i]
-    if e[2] ~= "" then
-      r = wrk.format("GET", e[1], {["Authorization"] = "Bearer " .. e[2]})
-    else
-      r = wrk.format("GET", e[1], {})
-    end
-    formatted[i] = r
-  end
-  return r
-end
-
+"""
+LUA += load.LUA_ROTATION
+LUA += r"""
 function response(status, headers, body)
   if status >= 500 then s5xx = s5xx + 1 end
 end
