@@ -26,6 +26,9 @@ from caching.metrics import FILL_SECONDS, FILL_WAITS, HITS, MISSES, STALE_SERVED
 
 logger = logging.getLogger("chainlearn.cache")
 
+# Marks a value still in its JSON form (a cache hit): decode only if the caller needs it.
+UNDECODED = object()
+
 ScopeFn = Callable[[Sequence[models.Model]], set[str]]
 
 
@@ -84,7 +87,10 @@ class CacheManager:
     def get(self, **params: Any) -> Any:
         """The value of this read for ``params``, from Redis when possible (see ``read``)."""
         value, payload = self.read(params)
-        return value if payload is None else json.loads(payload)
+        if value is UNDECODED:
+            assert payload is not None
+            return json.loads(payload)
+        return value
 
     def get_json(self, **params: Any) -> bytes:
         """The value of this read as JSON bytes: a hit is passed through without decoding."""
@@ -92,7 +98,8 @@ class CacheManager:
         return payload if payload is not None else dumps(value)
 
     def read(self, params: dict[str, Any]) -> tuple[Any, bytes | None]:
-        """``(value, None)`` when computed here, ``(None, JSON bytes)`` when read from Redis.
+        """``(UNDECODED, JSON bytes)`` when read from Redis; ``(value, JSON bytes or None)``
+        when computed here (the JSON is the stored payload, when one was encoded).
 
         One Lua round trip reads the entry under the current epoch and generations. Fresh:
         served. Expired but within the grace period: served by every request except the one
@@ -111,15 +118,15 @@ class CacheManager:
             return self.load(**params), None
         if found.state == "hit" and found.raw is not None:
             HITS.labels(self.namespace).inc()
-            return None, payload_of(found.raw)
+            return UNDECODED, payload_of(found.raw)
         if found.state == "stale" and found.raw is not None:
             HITS.labels(self.namespace).inc()
             STALE_SERVED.labels(self.namespace).inc()
-            return None, payload_of(found.raw)
+            return UNDECODED, payload_of(found.raw)
         if found.state == "wait":
             return self._wait_for_fill(slot, found, params)
         MISSES.labels(self.namespace).inc()
-        return self._fill(slot, found, params), None
+        return self._fill(slot, found, params)
 
     def warm(self, **params: Any) -> bool:
         """Fill this entry if it is missing or expired; True if this call stored it."""
@@ -130,7 +137,8 @@ class CacheManager:
         self._fill(slot, found, params)
         return True
 
-    def _fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> Any:
+    def _fill(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> tuple[Any, bytes | None]:
+        """Load, store under the stamp read before loading; returns (value, its JSON)."""
         started = time.perf_counter()
         try:
             value = self.load(**params)
@@ -143,12 +151,13 @@ class CacheManager:
         if value is None:
             # Nothing to cache (e.g. an unknown course): let waiters load for themselves.
             self._release(slot, found)
-            return None
+            return None, None
         ttl_ms = self.ttl * 1000
-        payload = encode(value, fresh_until_ms=backend.now_ms() + ttl_ms)
+        payload = dumps(value)
+        stored = frame(payload, fresh_until_ms=backend.now_ms() + ttl_ms)
         with contextlib.suppress(CacheUnavailable):
-            backend.store(slot, found, payload, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
-        return value
+            backend.store(slot, found, stored, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
+        return value, payload
 
     def _wait_for_fill(
         self, slot: Slot, found: Lookup, params: dict[str, Any]
@@ -163,10 +172,10 @@ class CacheManager:
                 if state == "hit" and raw is not None:
                     HITS.labels(self.namespace).inc()
                     FILL_WAITS.labels(self.namespace).inc()
-                    return None, payload_of(raw)
+                    return UNDECODED, payload_of(raw)
                 if state == "fill":
                     MISSES.labels(self.namespace).inc()
-                    return self._fill(slot, found, params), None
+                    return self._fill(slot, found, params)
             backend.record_miss(self.namespace)
         except CacheUnavailable:
             pass
@@ -191,9 +200,14 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
+def frame(payload: bytes, *, fresh_until_ms: int) -> bytes:
+    """A stored entry, ``<fresh-until ms>\\n<JSON>``: the Lua lookup reads the expiry
+    without parsing JSON."""
+    return f"{fresh_until_ms}\n".encode() + payload
+
+
 def encode(value: Any, *, fresh_until_ms: int) -> bytes:
-    """``<fresh-until ms>\\n<JSON>``: the Lua lookup reads the expiry without parsing JSON."""
-    return f"{fresh_until_ms}\n".encode() + dumps(value)
+    return frame(dumps(value), fresh_until_ms=fresh_until_ms)
 
 
 def payload_of(raw: bytes) -> bytes:

@@ -11,7 +11,8 @@ from django.db.models.functions import Coalesce
 from courses.models import Enrollment, QuizSubmission
 from credentials.models import Credential
 from rewards.models import Reward
-from users.models import User
+from users.models import ApiToken, User
+from users.principal import FIELDS, to_value
 
 PROGRESS_KEYS = (
     "enrolledCourses",
@@ -66,9 +67,6 @@ def token_principal(*, key_hash: str) -> dict[str, Any] | None:
 
     One query (token joined to its user); see ``users.principal`` for the value's shape.
     """
-    from users.models import ApiToken
-    from users.principal import FIELDS, to_value
-
     row = (
         ApiToken.objects.filter(key_hash=key_hash, user__is_active=True)
         .values(*(f"user__{name}" for name in FIELDS))
