@@ -60,6 +60,8 @@ class Config:
     profile: bool = True
     profile_seconds: int = 8
     modes: tuple[str, ...] = ("cached", "uncached")
+    # Endpoint names to measure (empty: all); see ``benchmarks.load.endpoints``.
+    endpoints: tuple[str, ...] = ()
     # Before each measured run, wait (at most quiet_wait s, quiet_budget s in all) until the
     # machine is less than quiet_threshold busy.
     quiet_wait: float = 20.0
@@ -135,6 +137,12 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument(
         "--modes", default=",".join(d.modes), help="cached,uncached (order is run order)"
     )
+    p.add_argument(
+        "--endpoints",
+        default="",
+        help="comma-separated endpoint names to measure (default all: health, list_anon, "
+        "detail_anon, list_auth, progress, history, credentials)",
+    )
     p.add_argument("--date", default=None, help="report name (default: today, UTC)")
     p.add_argument(
         "--quiet-wait",
@@ -166,6 +174,7 @@ def parse(argv: list[str] | None = None) -> Config:
         invalidation_rounds=a.invalidation_rounds,
         profile=not a.no_profile,
         modes=tuple(m for m in a.modes.split(",") if m),
+        endpoints=tuple(e for e in a.endpoints.split(",") if e),
         quiet_wait=a.quiet_wait,
         date=a.date,
     )

@@ -193,6 +193,8 @@ def run_endpoints(
     """Each endpoint in each mode, the modes back to back, so both see the same machine."""
     out: dict[str, dict[str, Any]] = {mode: {} for mode in servers}
     for endpoint in load.endpoints(data):
+        if config.endpoints and endpoint.name not in config.endpoints:
+            continue
         for mode, server in servers.items():
             if server.cache_enabled:
                 rewarm(endpoint.namespace)

@@ -13,8 +13,9 @@ Layout (``<ns>`` is a manager's namespace such as ``courses:list``):
 - ``chainlearn:stats:<ns>``: hash of hit/miss/stale/wait counts for ``cache_stats``.
 
 The Lua scripts in ``caching/backend.py`` rebuild the entry and lease keys from
-``entry_head`` and ``params`` with the same ``stamp`` format; ``tests/test_cache_keys.py``
-pins that they agree.
+``entry_head`` and ``params`` with the same ``stamp`` format (the principal lookup also
+appends a user id to ``generation_key(ns, "")`` and ``entry_head_prefix``);
+``tests/test_cache_keys.py`` pins that they agree.
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ def generation_key(namespace: str, scope: str = ALL) -> str:
     return f"{PREFIX}:{namespace}:gen:{scope}"
 
 
+def entry_head_prefix(namespace: str, version: int) -> str:
+    return f"{PREFIX}:{namespace}:v{version}:"
+
+
 def entry_head(namespace: str, version: int, scope: str) -> str:
-    return f"{PREFIX}:{namespace}:v{version}:{scope}:"
+    return f"{entry_head_prefix(namespace, version)}{scope}:"
 
 
 def stamp(epoch: int | str, namespace_gen: int | str, scope_gen: int | str) -> str:

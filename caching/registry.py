@@ -97,6 +97,31 @@ class CacheManager:
         value, payload = self.read(params)
         return payload if payload is not None else dumps(value)
 
+    def fresh_json_as(
+        self, principal: CacheManager, principal_params: dict[str, Any], **params: Any
+    ) -> bytes | None:
+        """This per-user read as JSON, for the user a ``principal`` entry names, in one
+        round trip: only when both entries are fresh hits, else None (and nothing counted),
+        and the caller takes the full path: authentication, then ``get_json``."""
+        if not settings.CACHE_ENABLED or self.scope_param is None:
+            return None
+        users = backend.UserSlots(
+            namespace=self.namespace,
+            namespace_gen_key=keys.generation_key(self.namespace),
+            scope_gen_prefix=keys.generation_key(self.namespace, ""),
+            head_prefix=keys.entry_head_prefix(self.namespace, self.version),
+            fragment=keys.params({name: params[name] for name in self.key_params}),
+        )
+        try:
+            raw = backend.lookup_as(principal.slot(principal_params), users)
+        except CacheUnavailable:
+            return None
+        if raw is None:
+            return None
+        HITS.labels(principal.namespace).inc()
+        HITS.labels(self.namespace).inc()
+        return payload_of(raw)
+
     def read(self, params: dict[str, Any]) -> tuple[Any, bytes | None]:
         """``(UNDECODED, JSON bytes)`` when read from Redis; ``(value, JSON bytes or None)``
         when computed here (the JSON is the stored payload, when one was encoded).

@@ -172,6 +172,18 @@ def _flatten(detail: Any) -> Any:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Map every exception raised in a view to the contract's error envelope."""
+    status_code, body, headers = error_parts(exc)
+    return Response(body, status=status_code, headers=headers)
+
+
+def exception_response(exc: Exception) -> JsonResponse:
+    """``exception_handler`` for views outside DRF (the cached-read fast path)."""
+    status_code, body, headers = error_parts(exc)
+    return JsonResponse(body, status=status_code, headers=headers)
+
+
+def error_parts(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """(status, error envelope, headers) for an exception raised while serving a request."""
     headers: dict[str, str] = {}
     details: dict[str, Any] | None = None
     status_code: int
@@ -212,9 +224,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     else:
         logger.exception("unhandled error")
         status_code, code, message = 500, "INTERNAL_ERROR", "Internal server error"
-    return Response(
-        error_body(status_code, code, message, details), status=status_code, headers=headers
-    )
+    return status_code, error_body(status_code, code, message, details), headers
 
 
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
@@ -233,12 +243,12 @@ class PageParams:
         return {"page": self.page, "limit": self.limit, "total": total}
 
 
-def page_params(request: Request) -> PageParams:
+def page_params(request: HttpRequest | Request) -> PageParams:
     """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50): anything else is a 400."""
     errors: dict[str, list[str]] = {}
     values: dict[str, int] = {}
     for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):
-        raw = request.query_params.get(name)
+        raw = request.GET.get(name)
         if raw is None:
             values[name] = default
             continue
@@ -252,9 +262,9 @@ def page_params(request: Request) -> PageParams:
     return PageParams(page=values["page"], limit=values["limit"])
 
 
-def choice_param(request: Request, name: str, choices: frozenset[str]) -> str | None:
+def choice_param(request: HttpRequest | Request, name: str, choices: frozenset[str]) -> str | None:
     """An optional query parameter that must be one of ``choices`` (empty is invalid)."""
-    raw = request.query_params.get(name)
+    raw = request.GET.get(name)
     if raw is None:
         return None
     if raw not in choices:

@@ -1,13 +1,26 @@
-"""Request-level middleware: request ids, the /api → /api/v1 redirect, body size."""
+"""Request-level middleware: request ids, the /api → /api/v1 redirect, body size, and the
+browser-only (admin) middleware."""
 
 from __future__ import annotations
 
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any, cast
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseForbidden,
+    HttpResponsePermanentRedirect,
+)
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.deprecation import MiddlewareMixin
 
 from chainlearn.api import error_response
 
@@ -61,3 +74,43 @@ class BodySizeLimitMiddleware:
         if too_big:
             return error_response(413, "PAYLOAD_TOO_LARGE", "Request body too large")
         return self.get_response(request)
+
+
+def _browser_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith(settings.BROWSER_PATH_PREFIXES)
+
+
+class BrowserOnly(MiddlewareMixin):
+    """Run a Django middleware for browser paths (``BROWSER_PATH_PREFIXES``: the admin) only.
+
+    The API authenticates with bearer tokens and its views are CSRF-exempt; health and
+    metrics need no session either. Run on every request, sessions, CSRF, ``request.user``
+    and messages cost about 8 % of the CPU of a cached API read (the messages storage alone
+    builds two cookie signers), so other paths skip them.
+    """
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if _browser_path(request):
+            return cast(HttpResponseBase, super().__call__(request))
+        return cast(HttpResponseBase, self.get_response(request))
+
+
+class BrowserSessionMiddleware(BrowserOnly, SessionMiddleware):
+    pass
+
+
+class BrowserCsrfMiddleware(BrowserOnly, CsrfViewMiddleware):
+    def process_view(
+        self, request: HttpRequest, callback: Callable[..., Any], args: Any, kwargs: Any
+    ) -> HttpResponseForbidden | None:
+        if not _browser_path(request):
+            return None
+        return super().process_view(request, callback, args, kwargs)
+
+
+class BrowserAuthenticationMiddleware(BrowserOnly, AuthenticationMiddleware):
+    pass
+
+
+class BrowserMessageMiddleware(BrowserOnly, MessageMiddleware):
+    pass

@@ -95,13 +95,17 @@ MIDDLEWARE = [
     "chainlearn.cors.CorsMiddleware",
     "chainlearn.middleware.ApiVersionRedirectMiddleware",
     "chainlearn.middleware.BodySizeLimitMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's session, CSRF, auth and messages middleware, for BROWSER_PATH_PREFIXES only.
+    "chainlearn.middleware.BrowserSessionMiddleware",
+    "chainlearn.middleware.BrowserCsrfMiddleware",
+    "chainlearn.middleware.BrowserAuthenticationMiddleware",
+    "chainlearn.middleware.BrowserMessageMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Paths served to browsers with sessions (the admin); the API uses bearer tokens.
+BROWSER_PATH_PREFIXES = ("/admin/",)
 
 ROOT_URLCONF = "chainlearn.urls"
 WSGI_APPLICATION = "chainlearn.wsgi.application"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, cast
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -65,8 +65,31 @@ def _with_enrollment(request: Request, courses: list[dict[str, Any]]) -> list[di
     return [{**course, "isEnrolled": course["id"] in enrolled} for course in courses]
 
 
+def _anonymous_list(request: HttpRequest) -> HttpResponse:
+    """The cached list JSON spliced into the envelope without decoding it."""
+    difficulty = choice_param(request, "difficulty", DIFFICULTIES)
+    params = page_params(request)
+    items, total = split_page(
+        course_list_cache.get_json(difficulty=difficulty, page=params.page, limit=params.limit)
+    )
+    return ok_json(request, _not_enrolled(items), pagination=params.pagination(total))
+
+
+def _anonymous_detail(request: HttpRequest, course_id: str) -> HttpResponse:
+    course_json = course_detail_cache.get_json(course_id=parse_uuid(course_id, field="courseId"))
+    if course_json == b"null":
+        raise NotFound("Course not found")
+    return ok_json(request, course_json[:-1] + b',"isEnrolled":false}')
+
+
 class CourseListView(APIView):
     permission_classes = [AllowAny]
+
+    @staticmethod
+    def fast_get(request: HttpRequest) -> HttpResponse | None:
+        """Anonymous callers, outside DRF (``chainlearn.fastpath``); ``isEnrolled`` of a
+        signed-in caller needs the full view."""
+        return None if "HTTP_AUTHORIZATION" in request.META else _anonymous_list(request)
 
     @extend_schema(
         operation_id="courses_list",
@@ -81,14 +104,12 @@ class CourseListView(APIView):
         },
     )
     def get(self, request: Request) -> HttpResponse:
-        # The hottest path: plain parsing, not a serializer; anonymous callers get the cached
-        # JSON spliced into the envelope without decoding it.
+        # The hottest path: plain parsing, not a serializer.
+        if not request.user.is_authenticated:
+            return _anonymous_list(request)
         difficulty = choice_param(request, "difficulty", DIFFICULTIES)
         params = page_params(request)
         query = {"difficulty": difficulty, "page": params.page, "limit": params.limit}
-        if not request.user.is_authenticated:
-            items, total = split_page(course_list_cache.get_json(**query))
-            return ok_json(request, _not_enrolled(items), pagination=params.pagination(total))
         result = course_list_cache.get(**query)
         return ok(
             request,
@@ -99,6 +120,13 @@ class CourseListView(APIView):
 
 class CourseDetailView(APIView):
     permission_classes = [AllowAny]
+
+    @staticmethod
+    def fast_get(request: HttpRequest, course_id: str) -> HttpResponse | None:
+        """Anonymous callers, outside DRF (``chainlearn.fastpath``)."""
+        if "HTTP_AUTHORIZATION" in request.META:
+            return None
+        return _anonymous_detail(request, course_id)
 
     @extend_schema(
         operation_id="courses_retrieve",
@@ -112,13 +140,9 @@ class CourseDetailView(APIView):
         },
     )
     def get(self, request: Request, course_id: str) -> HttpResponse:
-        course_pk = parse_uuid(course_id, field="courseId")
         if not request.user.is_authenticated:
-            course_json = course_detail_cache.get_json(course_id=course_pk)
-            if course_json == b"null":
-                raise NotFound("Course not found")
-            return ok_json(request, course_json[:-1] + b',"isEnrolled":false}')
-        course = course_detail_cache.get(course_id=course_pk)
+            return _anonymous_detail(request, course_id)
+        course = course_detail_cache.get(course_id=parse_uuid(course_id, field="courseId"))
         if course is None:
             raise NotFound("Course not found")
         return ok(request, _with_enrollment(request, [course])[0])

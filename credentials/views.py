@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAuthenticated
@@ -12,11 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import credential_list_cache
+from caching.managers import credential_list_cache, principal_cache
 from chainlearn.api import ok, ok_json
 from chainlearn.schema import UNAUTHORIZED, envelope, error
 from credentials import services
 from credentials.serializers import CredentialItemSerializer, MintResultSerializer, MintSerializer
+from users.authentication import principal_params
 from users.models import User
 
 
@@ -53,6 +54,15 @@ class MintView(APIView):
 
 class CredentialListView(APIView):
     permission_classes = [IsAuthenticated]
+
+    @staticmethod
+    def fast_get(request: HttpRequest) -> HttpResponse | None:
+        """Token and credentials both fresh in the cache: one round trip, outside DRF."""
+        principal = principal_params(request)
+        if principal is None:
+            return None
+        payload = credential_list_cache.fresh_json_as(principal_cache, principal)
+        return None if payload is None else ok_json(request, payload)
 
     @extend_schema(
         operation_id="credentials_list",

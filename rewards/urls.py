@@ -1,8 +1,9 @@
 from django.urls import path
 
+from chainlearn.fastpath import hot_read
 from rewards import views
 
 urlpatterns = [
     path("rewards/claim", views.ClaimView.as_view(), name="rewards-claim"),
-    path("rewards/history", views.HistoryView.as_view(), name="rewards-history"),
+    path("rewards/history", hot_read(views.HistoryView), name="rewards-history"),
 ]

@@ -63,11 +63,11 @@ def use_redis(settings: Any) -> Iterator[Any]:
         caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
         caches["default"]["LOCATION"] = url
         settings.CACHES = caches
-        backend.scripts.client = None
+        backend.reset_client()
         backend.breaker.reset()
 
     yield point
-    backend.scripts.client = None
+    backend.reset_client()
     backend.breaker.reset()
 
 

@@ -35,13 +35,15 @@ def hot_paths(course):
 def connect_attempts(monkeypatch):
     """Counts real socket connection attempts made by redis-py (a spy: it still connects)."""
     calls = []
-    original = AbstractConnection.connect
+    original = AbstractConnection.connect_check_health
 
-    def spy(self):
-        calls.append(self.port)
-        return original(self)
+    def spy(self, *args, **kwargs):
+        if not self._sock:
+            calls.append(self.port)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(AbstractConnection, "connect", spy)
+    # connect() and the first command on a closed connection both go through here.
+    monkeypatch.setattr(AbstractConnection, "connect_check_health", spy)
     return calls
 
 

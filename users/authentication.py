@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
 from caching.managers import principal_cache
 from users.models import User, hash_token
 from users.principal import to_user
+
+
+def bearer_token(request: HttpRequest | Request) -> str | None:
+    """The token of a well-formed ``Authorization: Bearer <token>`` header, else None."""
+    parts = get_authorization_header(cast(Request, request)).split()  # reads META only
+    if len(parts) != 2 or parts[0].lower() != b"bearer":
+        return None
+    try:
+        raw = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return raw if 20 <= len(raw) <= 128 else None
+
+
+def principal_params(request: HttpRequest) -> dict[str, str] | None:
+    """The ``users:principal`` cache parameters of the request's bearer token, if any."""
+    raw = bearer_token(request)
+    return None if raw is None else {"key_hash": hash_token(raw)}
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -21,17 +40,9 @@ class BearerTokenAuthentication(BaseAuthentication):
     401 through their ``IsAuthenticated`` permission.
     """
 
-    keyword = b"bearer"
-
     def authenticate(self, request: Request) -> tuple[User, str] | None:
-        parts = get_authorization_header(request).split()
-        if len(parts) != 2 or parts[0].lower() != self.keyword:
-            return None
-        try:
-            raw = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            return None
-        if not 20 <= len(raw) <= 128:
+        raw = bearer_token(request)
+        if raw is None:
             return None
         principal = principal_cache.get(key_hash=hash_token(raw))
         if principal is None:

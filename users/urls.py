@@ -1,5 +1,6 @@
 from django.urls import path
 
+from chainlearn.fastpath import hot_read
 from users import views
 
 urlpatterns = [
@@ -7,5 +8,5 @@ urlpatterns = [
     path("auth/token", views.TokenView.as_view(), name="auth-token"),
     path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
     path("users/me", views.MeView.as_view(), name="users-me"),
-    path("users/me/progress", views.ProgressView.as_view(), name="users-me-progress"),
+    path("users/me/progress", hot_read(views.ProgressView), name="users-me-progress"),
 ]

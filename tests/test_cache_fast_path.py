@@ -1,0 +1,159 @@
+"""The hot reads' fast path (``chainlearn.fastpath``): a hit is one Redis round trip
+without DRF, and answers exactly as the full DRF view does."""
+
+import pytest
+
+from caching import keys
+from tests.conftest import client_for
+from tests.factories import course_with_modules, learner_with_history
+from tests.helpers import assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# DRF's content negotiation accepts this as JSON; the fast path hands it to DRF untouched,
+# so it asks for the full view's answer to the same request.
+FULL_VIEW = {"HTTP_ACCEPT": "application/json; charset=utf-8"}
+# Headers that differ per response by design.
+PER_RESPONSE = {"X-Request-Id"}
+
+
+@pytest.fixture
+def learner_world():
+    course = course_with_modules(3, title="Rust 101")
+    course_with_modules(2, title="Go 101", difficulty="advanced")
+    return learner_with_history(course), course
+
+
+def per_user_paths():
+    return [
+        "/api/v1/users/me/progress",
+        "/api/v1/rewards/history",
+        "/api/v1/rewards/history?page=1&limit=5",
+        "/api/v1/credentials",
+    ]
+
+
+def anonymous_paths(course):
+    return [
+        "/api/v1/courses",
+        "/api/v1/courses?difficulty=advanced&page=1&limit=5",
+        f"/api/v1/courses/{course.id}",
+    ]
+
+
+def command_calls(redis_client) -> dict[str, int]:
+    stats = redis_client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+def stats_hits(redis_client, namespace: str) -> int:
+    return int(redis_client.hget(keys.stats_key(namespace), "hits") or 0)
+
+
+def answer(response):
+    body = response.json()
+    body.pop("meta")
+    headers = {k: v for k, v in response.headers.items() if k not in PER_RESPONSE}
+    return response.status_code, body, headers
+
+
+@pytest.mark.parametrize("path", per_user_paths())
+def test_per_user_hit_is_one_round_trip_with_no_sql(
+    learner_world, redis_client, django_assert_num_queries, path
+):
+    learner, _ = learner_world
+    client = client_for(learner)
+    first = client.get(path)
+    namespace = {
+        "users": "users:progress",
+        "rewards": "rewards:history",
+        "credentials": "credentials:list",
+    }[path.split("/")[3]]
+    hits_before = (stats_hits(redis_client, "users:principal"), stats_hits(redis_client, namespace))
+    redis_client.config_resetstat()
+    with django_assert_num_queries(0):
+        second = client.get(path)
+    calls = command_calls(redis_client)
+    calls.pop("info", None)
+    calls.pop("config|resetstat", None)
+    # One EVALSHA; inside it only reads and the two hit counters: no lease, no store.
+    assert calls.pop("evalsha") == 1
+    assert set(calls) <= {"get", "hincrby"}, calls
+    assert calls["hincrby"] == 2
+    assert (stats_hits(redis_client, "users:principal"), stats_hits(redis_client, namespace)) == (
+        hits_before[0] + 1,
+        hits_before[1] + 1,
+    )
+    assert second.json()["data"] == first.json()["data"]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_anonymous_hit_is_one_round_trip_with_no_sql(
+    api, learner_world, redis_client, django_assert_num_queries, index
+):
+    path = anonymous_paths(learner_world[1])[index]
+    api.get(path)
+    redis_client.config_resetstat()
+    with django_assert_num_queries(0):
+        response = api.get(path)
+    assert response.status_code == 200
+    assert command_calls(redis_client)["evalsha"] == 1
+
+
+def test_fast_and_full_paths_answer_alike(api, learner_world, redis_client):
+    learner, course = learner_world
+    client = client_for(learner)
+    cases = [(client, p) for p in per_user_paths()] + [(api, p) for p in anonymous_paths(course)]
+    for caller, path in cases:
+        caller.get(path)  # fill
+        redis_client.config_resetstat()
+        fast = caller.get(path)
+        fast_calls = command_calls(redis_client)["evalsha"]
+        redis_client.config_resetstat()
+        full = caller.get(path, **FULL_VIEW)
+        full_calls = command_calls(redis_client)["evalsha"]
+        assert answer(fast) == answer(full), path
+        assert fast["Allow"] == "GET, HEAD, OPTIONS"
+        # The full view of a per-user read looks the token and the entry up separately.
+        assert (fast_calls, full_calls) == ((1, 2) if caller is client else (1, 1)), path
+
+
+def test_bad_query_answers_as_drf_does_in_drf_order(learner_world, api):
+    learner, _ = learner_world
+    client = client_for(learner)
+    client.get("/api/v1/rewards/history")  # token cached
+    # A signed-in caller with a bad page: 400. A bad token with a bad page: 401 first,
+    # as DRF checks the permission before the view parses its query.
+    assert_error(client.get("/api/v1/rewards/history?page=0"), 400, "VALIDATION_ERROR")
+    api.credentials(HTTP_AUTHORIZATION="Bearer " + "x" * 40)
+    assert_error(api.get("/api/v1/rewards/history?page=0"), 401, "UNAUTHORIZED")
+    api.credentials()
+    assert_error(api.get("/api/v1/courses?limit=99"), 400, "VALIDATION_ERROR")
+    assert_error(api.get("/api/v1/courses/not-a-uuid"), 400, "VALIDATION_ERROR")
+    missing = "/api/v1/courses/00000000-0000-4000-8000-000000000000"
+    assert_error(api.get(missing), 404, "NOT_FOUND")
+
+
+def test_logout_and_deactivation_end_fast_reads_at_once(learner_world):
+    learner, _ = learner_world
+    client = client_for(learner)
+    assert client.get("/api/v1/credentials").status_code == 200
+    assert client.get("/api/v1/credentials").status_code == 200  # fast-path hit
+    assert client.post("/api/v1/auth/logout").status_code in (200, 204)
+    assert_error(client.get("/api/v1/credentials"), 401, "UNAUTHORIZED")
+
+    other = client_for(learner)
+    other.get("/api/v1/users/me/progress")
+    other.get("/api/v1/users/me/progress")
+    learner.is_active = False
+    learner.save(update_fields=["is_active"])
+    assert_error(other.get("/api/v1/users/me/progress"), 401, "UNAUTHORIZED")
+
+
+def test_format_override_and_other_accepts_go_to_drf(api, learner_world):
+    _, course = learner_world
+    api.get("/api/v1/courses")
+    # DRF has no renderer for these: its answers, not the fast path's 200.
+    assert api.get("/api/v1/courses?format=xml").status_code == 404
+    assert api.get("/api/v1/courses", HTTP_ACCEPT="text/html").status_code == 406
+    assert api.get("/api/v1/courses", HTTP_ACCEPT="*/*").status_code == 200
