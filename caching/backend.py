@@ -62,7 +62,7 @@ end
 if ARGV[6] == '1' then
   local field = ({hit='hits', stale='hits', refresh='misses', fill='misses'})[state]
   if field then redis.call('HINCRBY', KEYS[4], field, 1) end
-  if state == 'stale' then redis.call('HINCRBY', KEYS[4], 'stale', 1) end
+  if state == 'stale' or state == 'refresh' then redis.call('HINCRBY', KEYS[4], 'stale', 1) end
 end
 return {state, key, stamp, value or false}
 """
@@ -100,36 +100,47 @@ return {'wait', false}
 """
 
 # An authenticated hot read in one round trip: the bearer token's principal entry, then the
-# entry of the user it names, each under its current epoch and generations. Serves only
-# when both are fresh (and counts both as hits); anything else returns nil, unrecorded, and
-# the caller takes the full path (``LOOKUP`` for each, with its leases and counting). The
-# user's generation key and entry are built here from the principal's ``id``, so they are
-# not declared in KEYS: fine on a standalone Redis, not on a cluster.
+# entry of the user it names, each under its current epoch and generations. Needs a fresh
+# principal and an entry that is present: fresh ('hit'), or expired within its grace, when
+# it tries the refresh lease ('refresh') or leaves it to the holder ('stale'), counted as
+# LOOKUP counts them. Anything else returns nil, unrecorded, and the caller takes the full
+# path (LOOKUP for each, with fills and waits). The user's generation key and entry are
+# built here from the principal's ``id``, so they are not declared in KEYS: fine on a
+# standalone Redis, not on a cluster.
 # KEYS: epoch, principal namespace gen, principal scope gen, principal stats, entry
 # namespace gen, entry stats. ARGV: principal head, principal params, now ms, entry scope
-# gen prefix, entry head prefix, entry params.
+# gen prefix, entry head prefix, entry params, lease ms, lease token.
 LOOKUP_AS = """
 local now = tonumber(ARGV[3])
-local function fresh(value)
-  if not value then return nil end
+local function split(value)
   local nl = string.find(value, '\\n', 1, true)
-  if tonumber(string.sub(value, 1, nl - 1)) > now then return nl end
-  return nil
+  return tonumber(string.sub(value, 1, nl - 1)) > now, string.sub(value, nl + 1)
 end
 local epoch = redis.call('GET', KEYS[1]) or '0'
 local principal = redis.call('GET', ARGV[1] .. 'e' .. epoch .. '.' ..
   (redis.call('GET', KEYS[2]) or '0') .. '.' .. (redis.call('GET', KEYS[3]) or '0') ..
   ':' .. ARGV[2])
-local nl = fresh(principal)
-if not nl then return false end
-local user = cjson.decode(string.sub(principal, nl + 1))['id']
-local entry = redis.call('GET', ARGV[5] .. user .. ':e' .. epoch .. '.' ..
-  (redis.call('GET', KEYS[5]) or '0') .. '.' .. (redis.call('GET', ARGV[4] .. user) or '0') ..
-  ':' .. ARGV[6])
-if not fresh(entry) then return false end
+if not principal then return false end
+local principal_fresh, principal_json = split(principal)
+if not principal_fresh then return false end
+local user = cjson.decode(principal_json)['id']
+local stamp = 'e' .. epoch .. '.' .. (redis.call('GET', KEYS[5]) or '0') .. '.' ..
+  (redis.call('GET', ARGV[4] .. user) or '0')
+local key = ARGV[5] .. user .. ':' .. stamp .. ':' .. ARGV[6]
+local entry = redis.call('GET', key)
+if not entry then return false end
+local state = 'hit'
+if not split(entry) then
+  if redis.call('SET', key .. ':lease', ARGV[8], 'NX', 'PX', ARGV[7]) then
+    state = 'refresh'
+  else
+    state = 'stale'
+  end
+  redis.call('HINCRBY', KEYS[6], 'stale', 1)
+end
 redis.call('HINCRBY', KEYS[4], 'hits', 1)
-redis.call('HINCRBY', KEYS[6], 'hits', 1)
-return entry
+redis.call('HINCRBY', KEYS[6], state == 'refresh' and 'misses' or 'hits', 1)
+return {state, key, stamp, entry, user}
 """
 
 RELEASE = """
@@ -331,9 +342,11 @@ class UserSlots:
     fragment: str
 
 
-def lookup_as(principal: Slot, entry: UserSlots) -> bytes | None:
-    """The stored entry of the user ``principal``'s token names, if both are fresh hits."""
-    raw = guarded(
+def lookup_as(principal: Slot, entry: UserSlots, *, lease_ms: int) -> tuple[Lookup, str] | None:
+    """The entry of the user ``principal``'s token names, with that user's id, when the
+    principal is fresh and the entry present (see ``LOOKUP_AS``); else None."""
+    token = new_lease_token()
+    found = guarded(
         (principal.namespace, entry.namespace),
         "lookup",
         lambda c: LOOKUP_AS_SCRIPT(
@@ -353,10 +366,18 @@ def lookup_as(principal: Slot, entry: UserSlots) -> bytes | None:
                 entry.scope_gen_prefix,
                 entry.head_prefix,
                 entry.fragment,
+                lease_ms,
+                token,
             ],
         ),
     )
-    return raw or None
+    if not found:
+        return None
+    state, key, entry_stamp, raw, user = found
+    lookup = Lookup(
+        state=_text(state), key=_text(key), stamp=_text(entry_stamp), raw=raw, token=token
+    )
+    return lookup, _text(user)
 
 
 def store(slot: Slot, found: Lookup, value: bytes, ttl_ms: int) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from caching import backend, keys
+from caching import backend, keys, refresh
 from caching.backend import CacheUnavailable, Lookup, Slot
 from caching.metrics import FILL_SECONDS, FILL_WAITS, HITS, MISSES, STALE_SERVED
 
@@ -97,12 +97,13 @@ class CacheManager:
         value, payload = self.read(params)
         return payload if payload is not None else dumps(value)
 
-    def fresh_json_as(
+    def json_as(
         self, principal: CacheManager, principal_params: dict[str, Any], **params: Any
     ) -> bytes | None:
         """This per-user read as JSON, for the user a ``principal`` entry names, in one
-        round trip: only when both entries are fresh hits, else None (and nothing counted),
-        and the caller takes the full path: authentication, then ``get_json``."""
+        round trip, when the principal is fresh and this entry present (fresh, or expired
+        and served stale while it is refreshed); else None, with nothing counted, and the
+        caller takes the full path: authentication, then ``get_json``."""
         if not settings.CACHE_ENABLED or self.scope_param is None:
             return None
         users = backend.UserSlots(
@@ -113,25 +114,45 @@ class CacheManager:
             fragment=keys.params({name: params[name] for name in self.key_params}),
         )
         try:
-            raw = backend.lookup_as(principal.slot(principal_params), users)
+            result = backend.lookup_as(
+                principal.slot(principal_params), users, lease_ms=settings.CACHE_LEASE_MS
+            )
         except CacheUnavailable:
             return None
-        if raw is None:
+        if result is None:
             return None
+        found, user_id = result
+        assert found.raw is not None
         HITS.labels(principal.namespace).inc()
-        HITS.labels(self.namespace).inc()
-        return payload_of(raw)
+        params = {**params, self.scope_param: user_id}
+        return self._served(self.slot(params), found, params)
+
+    def _served(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> bytes:
+        """Count and return a present entry's JSON; an expired one is refreshed by the
+        request that won its refresh lease, in the background (``caching.refresh``)."""
+        assert found.raw is not None
+        if found.state == "hit":
+            HITS.labels(self.namespace).inc()
+        else:
+            STALE_SERVED.labels(self.namespace).inc()
+            if found.state == "refresh":
+                MISSES.labels(self.namespace).inc()
+                if not refresh.submit(lambda: self._fill(slot, found, params)):
+                    self._fill(slot, found, params)  # queue full: reload inline
+            else:
+                HITS.labels(self.namespace).inc()
+        return payload_of(found.raw)
 
     def read(self, params: dict[str, Any]) -> tuple[Any, bytes | None]:
         """``(UNDECODED, JSON bytes)`` when read from Redis; ``(value, JSON bytes or None)``
         when computed here (the JSON is the stored payload, when one was encoded).
 
         One Lua round trip reads the entry under the current epoch and generations. Fresh:
-        served. Expired but within the grace period: served by every request except the one
-        that won the refresh lease, which reloads. Missing: the lease winner loads and
-        stores; the others poll briefly for its value, take over if its lease lapses, and
-        after ``CACHE_FILL_WAIT_MS`` load from the database themselves. Any Redis failure is
-        a miss served from the database.
+        served. Expired but within the grace period: served, and the request that won the
+        refresh lease queues the reload to run after it (``caching.refresh``). Missing: the
+        lease winner loads and stores; the others poll briefly for its value, take over if
+        its lease lapses, and after ``CACHE_FILL_WAIT_MS`` load from the database themselves.
+        Any Redis failure is a miss served from the database.
         """
         if not settings.CACHE_ENABLED:
             return self.load(**params), None
@@ -141,13 +162,8 @@ class CacheManager:
         except CacheUnavailable:
             MISSES.labels(self.namespace).inc()
             return self.load(**params), None
-        if found.state == "hit" and found.raw is not None:
-            HITS.labels(self.namespace).inc()
-            return UNDECODED, payload_of(found.raw)
-        if found.state == "stale" and found.raw is not None:
-            HITS.labels(self.namespace).inc()
-            STALE_SERVED.labels(self.namespace).inc()
-            return UNDECODED, payload_of(found.raw)
+        if found.raw is not None:  # hit, stale, or refresh (served stale, reloaded later)
+            return UNDECODED, self._served(slot, found, params)
         if found.state == "wait":
             return self._wait_for_fill(slot, found, params)
         MISSES.labels(self.namespace).inc()

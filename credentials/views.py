@@ -57,11 +57,11 @@ class CredentialListView(APIView):
 
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and credentials both fresh in the cache: one round trip, outside DRF."""
+        """Token and credentials in the cache: one round trip, outside DRF."""
         principal = principal_params(request)
         if principal is None:
             return None
-        payload = credential_list_cache.fresh_json_as(principal_cache, principal)
+        payload = credential_list_cache.json_as(principal_cache, principal)
         return None if payload is None else ok_json(request, payload)
 
     @extend_schema(

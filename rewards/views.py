@@ -100,13 +100,13 @@ class HistoryView(APIView):
 
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and this history page both fresh in the cache: one round trip, outside
+        """Token and this history page in the cache: one round trip, outside
         DRF."""
         principal = principal_params(request)
         if principal is None:
             return None
         params = page_params(request)
-        payload = reward_history_cache.fresh_json_as(
+        payload = reward_history_cache.json_as(
             principal_cache, principal, page=params.page, limit=params.limit
         )
         if payload is None:

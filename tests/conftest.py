@@ -19,11 +19,12 @@ from users.models import User
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    from caching import backend
+    from caching import backend, refresh
 
     get_redis_connection("default").flushdb()
     backend.breaker.reset()
     yield
+    refresh.stop()  # background reloads done, their database connections closed
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ without DRF, and answers exactly as the full DRF view does."""
 
 import pytest
 
-from caching import keys
+from caching import backend, keys, refresh
 from tests.conftest import client_for
 from tests.factories import course_with_modules, learner_with_history
 from tests.helpers import assert_error
@@ -157,3 +157,38 @@ def test_format_override_and_other_accepts_go_to_drf(api):
     assert api.get("/api/v1/courses?format=xml").status_code == 404
     assert api.get("/api/v1/courses", HTTP_ACCEPT="text/html").status_code == 406
     assert api.get("/api/v1/courses", HTTP_ACCEPT="*/*").status_code == 200
+
+
+def test_expired_per_user_entry_is_served_stale_and_reloaded_after_the_response(
+    learner_world, monkeypatch, settings, redis_client, django_assert_num_queries
+):
+    learner, _ = learner_world
+    client = client_for(learner)
+    path = "/api/v1/users/me/progress"
+    first = client.get(path)
+    # Past progress's TTL (within its grace), not the token's: still the fast path.
+    assert settings.CACHE_TTLS["users:progress"] + 1 < settings.CACHE_TTLS["users:principal"]
+    real = backend.now_ms
+    monkeypatch.setattr(
+        backend, "now_ms", lambda: real() + (settings.CACHE_TTLS["users:progress"] + 1) * 1000
+    )
+    redis_client.config_resetstat()
+    with django_assert_num_queries(0):  # the reload runs after the response
+        stale = client.get(path)
+    assert command_calls(redis_client)["evalsha"] == 1
+    assert stale.json()["data"] == first.json()["data"]
+    assert refresh.drain()
+    counts = {
+        k.decode(): int(v)
+        for k, v in redis_client.hgetall(keys.stats_key("users:progress")).items()
+    }
+    assert (counts["misses"], counts["stale"]) == (2, 1)  # the first fill, the reload
+
+    with django_assert_num_queries(0):
+        again = client.get(path)
+    assert again.json()["data"] == first.json()["data"]
+    counts = {
+        k.decode(): int(v)
+        for k, v in redis_client.hgetall(keys.stats_key("users:progress")).items()
+    }
+    assert counts["stale"] == 1  # the reloaded entry is fresh

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from caching import backend, keys
+from caching import backend, keys, refresh
 from caching.managers import course_detail_cache, course_list_cache
 from tests.factories import course_with_modules
 
@@ -149,7 +149,7 @@ def change_description_without_invalidating(course, text):
         )
 
 
-def test_expired_entry_is_served_stale_while_exactly_one_request_refreshes(
+def test_expired_entry_is_served_stale_while_exactly_one_reload_runs_after_the_responses(
     monkeypatch, redis_client, settings
 ):
     course = course_with_modules(1, description="old")
@@ -158,22 +158,49 @@ def test_expired_entry_is_served_stale_while_exactly_one_request_refreshes(
     expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
     counter = LoadCounter(hold=True)
     monkeypatch.setattr(course_detail_cache, "after_load", counter)
-    served = []
 
-    def read():
-        value = course_detail_cache.get(course_id=course.id)
-        served.append(value["description"])
-        if len(served) == 7:  # every request but the refresher has answered
-            counter.release.set()
-        return value["description"]
+    # All 8 answer while the one reload is still held: nobody waits for the database.
+    results = concurrently(8, lambda: course_detail_cache.get(course_id=course.id)["description"])
 
-    results = concurrently(8, read)
-
+    assert results == ["old"] * 8
+    assert counter.loading.wait(TIMEOUT)  # the lease winner's reload, in the background
+    counter.release.set()
+    refresh.drain()
     assert counter.loads == 1
-    assert sorted(results) == ["new"] + ["old"] * 7
-    assert stats(redis_client, "courses:detail")["stale"] == 7
+    assert stats(redis_client, "courses:detail")["stale"] == 8
     monkeypatch.setattr(course_detail_cache, "after_load", None)
     assert course_detail_cache.get(course_id=course.id)["description"] == "new"
+    assert stats(redis_client, "courses:detail")["stale"] == 8
+
+
+def test_reload_queue_full_reloads_inline(monkeypatch, settings):
+    settings.CACHE_REFRESH_QUEUE = 0
+    course = course_with_modules(1, description="old")
+    course_detail_cache.get(course_id=course.id)
+    change_description_without_invalidating(course, "new")
+    expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
+    counter = LoadCounter()
+    monkeypatch.setattr(course_detail_cache, "after_load", counter)
+
+    assert course_detail_cache.get(course_id=course.id)["description"] == "old"
+    assert counter.loads == 1  # reloaded before answering, not queued
+    assert course_detail_cache.get(course_id=course.id)["description"] == "new"
+
+
+def test_write_during_background_reload_wins(monkeypatch, settings):
+    course = course_with_modules(1, title="old")
+    course_detail_cache.get(course_id=course.id)
+    expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
+    counter = LoadCounter(hold=True)
+    monkeypatch.setattr(course_detail_cache, "after_load", counter)
+    assert course_detail_cache.get(course_id=course.id)["title"] == "old"
+    assert counter.loading.wait(TIMEOUT)  # the reload has read "old" and is held
+    course.title = "written"
+    course.save(update_fields=["title"])  # commits and bumps the course's generation
+    counter.release.set()
+    refresh.drain()
+    monkeypatch.setattr(course_detail_cache, "after_load", None)
+    assert course_detail_cache.get(course_id=course.id)["title"] == "written"
 
 
 def test_invalidated_entry_is_never_served_stale(monkeypatch, settings):

@@ -156,11 +156,11 @@ class ProgressView(APIView):
 
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and progress both fresh in the cache: one round trip, outside DRF."""
+        """Token and progress in the cache: one round trip, outside DRF."""
         principal = principal_params(request)
         if principal is None:
             return None
-        payload = progress_cache.fresh_json_as(principal_cache, principal)
+        payload = progress_cache.json_as(principal_cache, principal)
         return None if payload is None else ok_json(request, payload)
 
     @extend_schema(
