@@ -100,13 +100,13 @@ return {'wait', false}
 """
 
 # An authenticated hot read in one round trip: the bearer token's principal entry, then the
-# entry of the user it names, each under its current epoch and generations. Needs a fresh
-# principal and an entry that is present: fresh ('hit'), or expired within its grace, when
-# it tries the refresh lease ('refresh') or leaves it to the holder ('stale'), counted as
-# LOOKUP counts them. Anything else returns nil, unrecorded, and the caller takes the full
-# path (LOOKUP for each, with fills and waits). The user's generation key and entry are
-# built here from the principal's ``id``, so they are not declared in KEYS: fine on a
-# standalone Redis, not on a cluster.
+# entry of the user it names, each under its current epoch and generations. Both must be
+# present; each is fresh ('hit') or expired within its grace, when this call tries its
+# refresh lease ('refresh') or leaves it to the holder ('stale'), and counts them as LOOKUP
+# does. Anything missing returns nil, unrecorded, and the caller takes the full path
+# (LOOKUP for each, with fills and waits). The user's generation key and entry are built
+# here from the principal's ``id``, so they are not declared in KEYS: fine on a standalone
+# Redis, not on a cluster.
 # KEYS: epoch, principal namespace gen, principal scope gen, principal stats, entry
 # namespace gen, entry stats. ARGV: principal head, principal params, now ms, entry scope
 # gen prefix, entry head prefix, entry params, lease ms, lease token.
@@ -116,31 +116,34 @@ local function split(value)
   local nl = string.find(value, '\\n', 1, true)
   return tonumber(string.sub(value, 1, nl - 1)) > now, string.sub(value, nl + 1)
 end
+local function state(key, fresh, stats)
+  if fresh then
+    redis.call('HINCRBY', stats, 'hits', 1)
+    return 'hit'
+  end
+  redis.call('HINCRBY', stats, 'stale', 1)
+  if redis.call('SET', key .. ':lease', ARGV[8], 'NX', 'PX', ARGV[7]) then
+    redis.call('HINCRBY', stats, 'misses', 1)
+    return 'refresh'
+  end
+  redis.call('HINCRBY', stats, 'hits', 1)
+  return 'stale'
+end
 local epoch = redis.call('GET', KEYS[1]) or '0'
-local principal = redis.call('GET', ARGV[1] .. 'e' .. epoch .. '.' ..
-  (redis.call('GET', KEYS[2]) or '0') .. '.' .. (redis.call('GET', KEYS[3]) or '0') ..
-  ':' .. ARGV[2])
+local pstamp = 'e' .. epoch .. '.' .. (redis.call('GET', KEYS[2]) or '0') .. '.' ..
+  (redis.call('GET', KEYS[3]) or '0')
+local pkey = ARGV[1] .. pstamp .. ':' .. ARGV[2]
+local principal = redis.call('GET', pkey)
 if not principal then return false end
-local principal_fresh, principal_json = split(principal)
-if not principal_fresh then return false end
-local user = cjson.decode(principal_json)['id']
+local pfresh, pjson = split(principal)
+local user = cjson.decode(pjson)['id']
 local stamp = 'e' .. epoch .. '.' .. (redis.call('GET', KEYS[5]) or '0') .. '.' ..
   (redis.call('GET', ARGV[4] .. user) or '0')
 local key = ARGV[5] .. user .. ':' .. stamp .. ':' .. ARGV[6]
 local entry = redis.call('GET', key)
 if not entry then return false end
-local state = 'hit'
-if not split(entry) then
-  if redis.call('SET', key .. ':lease', ARGV[8], 'NX', 'PX', ARGV[7]) then
-    state = 'refresh'
-  else
-    state = 'stale'
-  end
-  redis.call('HINCRBY', KEYS[6], 'stale', 1)
-end
-redis.call('HINCRBY', KEYS[4], 'hits', 1)
-redis.call('HINCRBY', KEYS[6], state == 'refresh' and 'misses' or 'hits', 1)
-return {state, key, stamp, entry, user}
+local pstate = state(pkey, pfresh, KEYS[4])
+return {state(key, (split(entry)), KEYS[6]), key, stamp, entry, user, pstate, pkey, pstamp}
 """
 
 RELEASE = """
@@ -342,9 +345,11 @@ class UserSlots:
     fragment: str
 
 
-def lookup_as(principal: Slot, entry: UserSlots, *, lease_ms: int) -> tuple[Lookup, str] | None:
-    """The entry of the user ``principal``'s token names, with that user's id, when the
-    principal is fresh and the entry present (see ``LOOKUP_AS``); else None."""
+def lookup_as(
+    principal: Slot, entry: UserSlots, *, lease_ms: int
+) -> tuple[Lookup, Lookup, str] | None:
+    """(the principal's lookup, the entry's lookup, the user id) when both are present (see
+    ``LOOKUP_AS``); else None."""
     token = new_lease_token()
     found = guarded(
         (principal.namespace, entry.namespace),
@@ -373,11 +378,18 @@ def lookup_as(principal: Slot, entry: UserSlots, *, lease_ms: int) -> tuple[Look
     )
     if not found:
         return None
-    state, key, entry_stamp, raw, user = found
-    lookup = Lookup(
-        state=_text(state), key=_text(key), stamp=_text(entry_stamp), raw=raw, token=token
+    state, key, entry_stamp, raw, user, principal_state, principal_key, principal_stamp = found
+    return (
+        Lookup(
+            state=_text(principal_state),
+            key=_text(principal_key),
+            stamp=_text(principal_stamp),
+            raw=b"",  # not needed by the caller: the entry is served, not the principal
+            token=token,
+        ),
+        Lookup(state=_text(state), key=_text(key), stamp=_text(entry_stamp), raw=raw, token=token),
+        _text(user),
     )
-    return lookup, _text(user)
 
 
 def store(slot: Slot, found: Lookup, value: bytes, ttl_ms: int) -> bool:

@@ -101,9 +101,9 @@ class CacheManager:
         self, principal: CacheManager, principal_params: dict[str, Any], **params: Any
     ) -> bytes | None:
         """This per-user read as JSON, for the user a ``principal`` entry names, in one
-        round trip, when the principal is fresh and this entry present (fresh, or expired
-        and served stale while it is refreshed); else None, with nothing counted, and the
-        caller takes the full path: authentication, then ``get_json``."""
+        round trip, when both entries are present (each fresh, or expired and served stale
+        while it is refreshed); else None, with nothing counted, and the caller takes the
+        full path: authentication, then ``get_json``."""
         if not settings.CACHE_ENABLED or self.scope_param is None:
             return None
         users = backend.UserSlots(
@@ -121,27 +121,26 @@ class CacheManager:
             return None
         if result is None:
             return None
-        found, user_id = result
-        assert found.raw is not None
-        HITS.labels(principal.namespace).inc()
+        principal_found, found, user_id = result
+        principal.count_served(principal.slot(principal_params), principal_found, principal_params)
         params = {**params, self.scope_param: user_id}
-        return self._served(self.slot(params), found, params)
-
-    def _served(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> bytes:
-        """Count and return a present entry's JSON; an expired one is refreshed by the
-        request that won its refresh lease, in the background (``caching.refresh``)."""
+        self.count_served(self.slot(params), found, params)
         assert found.raw is not None
+        return payload_of(found.raw)
+
+    def count_served(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> None:
+        """Count a present entry being served; the request that won an expired entry's
+        refresh lease queues its reload to run in the background (``caching.refresh``)."""
         if found.state == "hit":
             HITS.labels(self.namespace).inc()
-        else:
-            STALE_SERVED.labels(self.namespace).inc()
-            if found.state == "refresh":
-                MISSES.labels(self.namespace).inc()
-                if not refresh.submit(lambda: self._fill(slot, found, params)):
-                    self._fill(slot, found, params)  # queue full: reload inline
-            else:
-                HITS.labels(self.namespace).inc()
-        return payload_of(found.raw)
+            return
+        STALE_SERVED.labels(self.namespace).inc()
+        if found.state != "refresh":
+            HITS.labels(self.namespace).inc()
+            return
+        MISSES.labels(self.namespace).inc()
+        if not refresh.submit(lambda: self._fill(slot, found, params)):
+            self._fill(slot, found, params)  # queue full: reload inline
 
     def read(self, params: dict[str, Any]) -> tuple[Any, bytes | None]:
         """``(UNDECODED, JSON bytes)`` when read from Redis; ``(value, JSON bytes or None)``
@@ -163,7 +162,8 @@ class CacheManager:
             MISSES.labels(self.namespace).inc()
             return self.load(**params), None
         if found.raw is not None:  # hit, stale, or refresh (served stale, reloaded later)
-            return UNDECODED, self._served(slot, found, params)
+            self.count_served(slot, found, params)
+            return UNDECODED, payload_of(found.raw)
         if found.state == "wait":
             return self._wait_for_fill(slot, found, params)
         MISSES.labels(self.namespace).inc()

@@ -169,7 +169,7 @@ CACHE_LEASE_MS = env_int("CACHE_LEASE_MS", 2000)
 # Threads per process that reload expired entries after the response, and how many reloads
 # may wait for them before a request reloads inline (caching/refresh.py).
 CACHE_REFRESH_THREADS = env_int("CACHE_REFRESH_THREADS", 2)
-CACHE_REFRESH_QUEUE = env_int("CACHE_REFRESH_QUEUE", 100)
+CACHE_REFRESH_QUEUE = env_int("CACHE_REFRESH_QUEUE", 1000)
 CACHE_FILL_WAIT_MS = env_int("CACHE_FILL_WAIT_MS", 500)
 # Circuit breaker: open after this many consecutive Redis failures, probe after cooldown.
 CACHE_BREAKER_THRESHOLD = env_int("CACHE_BREAKER_THRESHOLD", 5)

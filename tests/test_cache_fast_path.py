@@ -192,3 +192,32 @@ def test_expired_per_user_entry_is_served_stale_and_reloaded_after_the_response(
         for k, v in redis_client.hgetall(keys.stats_key("users:progress")).items()
     }
     assert counts["stale"] == 1  # the reloaded entry is fresh
+
+
+def test_expired_token_principal_is_reloaded_after_the_response_on_the_fast_path(
+    learner_world, monkeypatch, settings, redis_client, django_assert_num_queries
+):
+    learner, _ = learner_world
+    client = client_for(learner)
+    path = "/api/v1/credentials"
+    # Past the token principal's TTL (within its grace), not the credential list's.
+    ttl = settings.CACHE_TTLS["users:principal"]
+    assert ttl + 1 < settings.CACHE_TTLS["credentials:list"] + settings.CACHE_STALE_GRACE
+    monkeypatch.setitem(settings.CACHE_TTLS, "credentials:list", ttl + 30)
+    first = client.get(path)
+    real = backend.now_ms
+    monkeypatch.setattr(backend, "now_ms", lambda: real() + (ttl + 1) * 1000)
+    redis_client.config_resetstat()
+    with django_assert_num_queries(0):
+        response = client.get(path)
+    assert command_calls(redis_client)["evalsha"] == 1
+    assert response.json()["data"] == first.json()["data"]
+    assert refresh.drain()
+    principal = {
+        k.decode(): int(v)
+        for k, v in redis_client.hgetall(keys.stats_key("users:principal")).items()
+    }
+    assert (principal["misses"], principal["stale"]) == (2, 1)  # first fill, reload
+    learner.display_name = "Renamed"  # invalidates the reloaded principal at once
+    learner.save(update_fields=["display_name"])
+    assert client.get("/api/v1/users/me").json()["data"]["displayName"] == "Renamed"
