@@ -195,9 +195,14 @@ def prefill(server: Server, endpoint: load.Endpoint, concurrency: int = 8) -> No
 
     A 3 s warm-up reaches only part of the 1,000 learners while their entries are cold
     (each miss is a database load); the rest would be filled during the measured run,
-    which would then measure cold starts, not the cache. Entries still expire by TTL
-    during the run (progress's 10 s TTL falls inside it) and are refreshed as in service.
+    which would then measure cold starts, not the cache. The endpoint's namespace and the
+    token principals are flushed first, so entries filled by earlier runs (the burn-in)
+    do not all expire together mid-run; progress's 10 s TTL still expires during the run,
+    and its entries are refreshed as in service.
     """
+    from caching.invalidation import flush
+
+    flush([endpoint.namespace or "", "users:principal"], cause="benchmark")
     distinct = sorted(set(endpoint.requests))
 
     def send(batch: list[tuple[str, str]]) -> None:

@@ -80,7 +80,7 @@ def iso(value: datetime | None) -> str | None:
 
 def request_id(request: HttpRequest | Request) -> str:
     rid = getattr(request, "request_id", None)
-    return rid if isinstance(rid, str) else str(uuid.uuid4())
+    return rid if isinstance(rid, str) else str(uuid.uuid4())  # outside the middleware
 
 
 def meta(request: HttpRequest | Request) -> dict[str, str]:

@@ -54,6 +54,10 @@ def post_worker_init(worker: Any) -> None:
     get_resolver().url_patterns  # noqa: B018 (imports the URLconf and every view)
     gc.collect()
     gc.freeze()
+    import sys
+
+    if os.environ.get("GIL_SWITCH_INTERVAL"):
+        sys.setswitchinterval(float(os.environ["GIL_SWITCH_INTERVAL"]))
 
 
 def child_exit(server: Any, worker: Any) -> None:

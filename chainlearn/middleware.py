@@ -3,6 +3,7 @@ browser-only (admin) middleware."""
 
 from __future__ import annotations
 
+import random
 import re
 import uuid
 from collections.abc import Callable
@@ -29,6 +30,17 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
+def new_request_id() -> str:
+    """A random version-4 UUID, drawn without a system call.
+
+    ``uuid.uuid4()`` reads ``os.urandom``: a system call that releases the GIL, and under
+    load every release hands the GIL to another request thread and makes this one queue to
+    get it back. A request id only has to be unique, not unguessable; the ``random``
+    module reseeds itself in every forked worker.
+    """
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 class RequestIdMiddleware:
     """Use the caller's ``X-Request-Id`` when it is sane, else a new UUID; echo it back."""
 
@@ -37,7 +49,7 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-Id", "")
-        rid = supplied if _REQUEST_ID.match(supplied) else str(uuid.uuid4())
+        rid = supplied if _REQUEST_ID.match(supplied) else new_request_id()
         request.request_id = rid  # type: ignore[attr-defined]
         response = self.get_response(request)
         response["X-Request-Id"] = rid
