@@ -53,6 +53,7 @@ course_list_cache = registry.register(
     CacheManager(
         namespace="courses:list",
         loader_path="courses.selectors.course_list",
+        version=2,  # v2: items carry the anonymous isEnrolled: false
         scope_param=None,
         key_params=("difficulty", "page", "limit"),
         dependencies=(

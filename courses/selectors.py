@@ -2,7 +2,9 @@
 
 ``course_list`` and ``course_detail`` back the cached hot paths: they return plain JSON data
 (string ids, ISO timestamps) and nothing specific to the caller, so one cache entry can serve
-everyone; the caller's ``isEnrolled`` is overlaid per request from ``enrolled_course_ids``.
+everyone. List items carry the anonymous ``isEnrolled: false`` (served as stored to
+anonymous callers); a signed-in caller's own value replaces it per request, from
+``enrolled_course_ids``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ def course_list(*, difficulty: str | None, page: int, limit: int) -> dict[str, A
     """One page of active courses, newest first, with their enrollment counts.
 
     Takes an optional difficulty filter and a 1-based page of ``limit`` items. Returns
-    ``{"items": [{id, title, description, difficulty, isActive, enrolledCount}], "total"}``
+    ``{"items": [{id, title, description, difficulty, isActive, enrolledCount,
+    isEnrolled: false}], "total"}``
     in exactly two queries: a COUNT, and the page (picked through the ``(is_active,
     -created_at)`` index) whose enrollment counts are a correlated subquery over its rows only.
     """
@@ -66,6 +69,7 @@ def course_list(*, difficulty: str | None, page: int, limit: int) -> dict[str, A
             "difficulty": row["difficulty"],
             "isActive": row["is_active"],
             "enrolledCount": row["enrolled_count"],
+            "isEnrolled": False,  # the anonymous view; never a caller's own value
         }
         for row in rows
     ]
