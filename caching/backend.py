@@ -99,17 +99,18 @@ end
 return {'wait', false}
 """
 
-# An authenticated hot read in one round trip: the bearer token's principal entry, then the
-# entry of the user it names, each under its current epoch and generations. Both must be
-# present; each is fresh ('hit') or expired within its grace, when this call tries its
-# refresh lease ('refresh') or leaves it to the holder ('stale'), and counts them as LOOKUP
-# does. Anything missing returns nil, unrecorded, and the caller takes the full path
-# (LOOKUP for each, with fills and waits). The user's generation key and entry are built
-# here from the principal's ``id``, so they are not declared in KEYS: fine on a standalone
-# Redis, not on a cluster.
+# An authenticated hot read in one round trip: the bearer token's principal entry, then an
+# entry under its current epoch and generations: one of the user the principal names
+# (per-user reads: scope ARGV[9] empty), or of the fixed scope ARGV[9] (course list and
+# detail, whose ``isEnrolled`` the caller adds). Both must be present; each is fresh
+# ('hit') or expired within its grace, when this call tries its refresh lease
+# ('refresh') or leaves it to the holder ('stale'), and counts them as LOOKUP does.
+# Anything missing returns nil, unrecorded, and the caller takes the full path (LOOKUP for
+# each, with fills and waits). A per-user entry's keys are built here from the principal's
+# ``id``, so they are not declared in KEYS: fine on a standalone Redis, not on a cluster.
 # KEYS: epoch, principal namespace gen, principal scope gen, principal stats, entry
 # namespace gen, entry stats. ARGV: principal head, principal params, now ms, entry scope
-# gen prefix, entry head prefix, entry params, lease ms, lease token.
+# gen prefix, entry head prefix, entry params, lease ms, lease token, entry scope.
 LOOKUP_AS = """
 local now = tonumber(ARGV[3])
 local function split(value)
@@ -137,9 +138,11 @@ local principal = redis.call('GET', pkey)
 if not principal then return false end
 local pfresh, pjson = split(principal)
 local user = cjson.decode(pjson)['id']
+local scope = ARGV[9]
+if scope == '' then scope = user end
 local stamp = 'e' .. epoch .. '.' .. (redis.call('GET', KEYS[5]) or '0') .. '.' ..
-  (redis.call('GET', ARGV[4] .. user) or '0')
-local key = ARGV[5] .. user .. ':' .. stamp .. ':' .. ARGV[6]
+  (redis.call('GET', ARGV[4] .. scope) or '0')
+local key = ARGV[5] .. scope .. ':' .. stamp .. ':' .. ARGV[6]
 local entry = redis.call('GET', key)
 if not entry then return false end
 local pstate = state(pkey, pfresh, KEYS[4])
@@ -338,18 +341,19 @@ def lookup(slot: Slot, *, lease_ms: int, count: bool = True) -> Lookup:
 
 
 @dataclass(frozen=True)
-class UserSlots:
-    """Where a per-user namespace's entries live, before the user is known."""
+class ScopedSlots:
+    """Where a namespace's entries live, by scope; ``scope`` empty: the principal's user."""
 
     namespace: str
     namespace_gen_key: str
     scope_gen_prefix: str
     head_prefix: str
     fragment: str
+    scope: str
 
 
 def lookup_as(
-    principal: Slot, entry: UserSlots, *, lease_ms: int
+    principal: Slot, entry: ScopedSlots, *, lease_ms: int
 ) -> tuple[Lookup, Lookup, str] | None:
     """(the principal's lookup, the entry's lookup, the user id) when both are present (see
     ``LOOKUP_AS``); else None."""
@@ -376,6 +380,7 @@ def lookup_as(
                 entry.fragment,
                 lease_ms,
                 token,
+                entry.scope,
             ],
         ),
     )

@@ -99,23 +99,32 @@ class CacheManager:
 
     def json_as(
         self, principal: CacheManager, principal_params: dict[str, Any], **params: Any
-    ) -> bytes | None:
-        """This per-user read as JSON, for the user a ``principal`` entry names, in one
-        round trip, when both entries are present (each fresh, or expired and served stale
+    ) -> tuple[bytes, str] | None:
+        """(this read as JSON, the caller's user id) for a bearer token's ``principal``
+        entry, in one round trip. The entry is the principal's user's when this manager is
+        per-user and ``params`` leave its scope parameter out, else the one ``params``
+        name. Only when both entries are present (each fresh, or expired and served stale
         while it is refreshed); else None, with nothing counted, and the caller takes the
         full path: authentication, then ``get_json``."""
-        if not settings.CACHE_ENABLED or self.scope_param is None:
+        if not settings.CACHE_ENABLED:
             return None
-        users = backend.UserSlots(
+        if self.scope_param is None:
+            scope = keys.ALL
+        elif self.scope_param in params:
+            scope = str(params[self.scope_param])
+        else:
+            scope = ""  # the principal's user, known inside the script
+        entries = backend.ScopedSlots(
             namespace=self.namespace,
             namespace_gen_key=keys.generation_key(self.namespace),
             scope_gen_prefix=keys.generation_key(self.namespace, ""),
             head_prefix=keys.entry_head_prefix(self.namespace, self.version),
             fragment=keys.params({name: params[name] for name in self.key_params}),
+            scope=scope,
         )
         try:
             result = backend.lookup_as(
-                principal.slot(principal_params), users, lease_ms=settings.CACHE_LEASE_MS
+                principal.slot(principal_params), entries, lease_ms=settings.CACHE_LEASE_MS
             )
         except CacheUnavailable:
             return None
@@ -123,10 +132,11 @@ class CacheManager:
             return None
         principal_found, found, user_id = result
         principal.count_served(principal.slot(principal_params), principal_found, principal_params)
-        params = {**params, self.scope_param: user_id}
+        if scope == "" and self.scope_param is not None:
+            params = {**params, self.scope_param: user_id}
         self.count_served(self.slot(params), found, params)
         assert found.raw is not None
-        return payload_of(found.raw)
+        return payload_of(found.raw), user_id
 
     def count_served(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> None:
         """Count a present entry being served; the request that won an expired entry's

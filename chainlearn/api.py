@@ -106,6 +106,17 @@ def ok(
     return Response(body, status=status_code)
 
 
+def ok_data(
+    request: HttpRequest | Request,
+    data: Any,
+    *,
+    pagination: dict[str, int] | None = None,
+) -> HttpResponse:
+    """``ok`` outside DRF, for plain JSON data (encoded compact and UTF-8, as DRF does)."""
+    encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return ok_json(request, encoded, pagination=pagination)
+
+
 def ok_json(
     request: HttpRequest | Request,
     data_json: bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
@@ -13,8 +14,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import course_detail_cache, course_list_cache
-from chainlearn.api import NotFound, choice_param, ok, ok_json, page_params, parse_uuid, split_page
+from caching.managers import course_detail_cache, course_list_cache, principal_cache
+from chainlearn.api import (
+    NotFound,
+    choice_param,
+    ok,
+    ok_data,
+    ok_json,
+    page_params,
+    parse_uuid,
+    split_page,
+)
 from chainlearn.schema import UNAUTHORIZED, envelope, error
 from courses import selectors, services
 from courses.models import Difficulty
@@ -27,6 +37,7 @@ from courses.serializers import (
     QuizResultSerializer,
     QuizSubmitSerializer,
 )
+from users.authentication import principal_params
 from users.models import User
 
 DIFFICULTIES = frozenset(Difficulty.values)
@@ -43,13 +54,11 @@ def _learner(request: Request) -> User:
     return cast(User, request.user)
 
 
-def _with_enrollment(request: Request, courses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of the shared course dicts with the caller's fresh ``isEnrolled`` set."""
-    enrolled: set[str] = set()
-    if request.user.is_authenticated:
-        enrolled = selectors.enrolled_course_ids(
-            user_id=request.user.pk, course_ids=[course["id"] for course in courses]
-        )
+def _with_enrollment(user_id: Any, courses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of the shared course dicts with this user's fresh ``isEnrolled`` set."""
+    enrolled = selectors.enrolled_course_ids(
+        user_id=user_id, course_ids=[course["id"] for course in courses]
+    )
     return [{**course, "isEnrolled": course["id"] in enrolled} for course in courses]
 
 
@@ -76,9 +85,24 @@ class CourseListView(APIView):
 
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Anonymous callers, outside DRF (``chainlearn.fastpath``); ``isEnrolled`` of a
-        signed-in caller needs the full view."""
-        return None if "HTTP_AUTHORIZATION" in request.META else _anonymous_list(request)
+        """Outside DRF (``chainlearn.fastpath``). Anonymous: the cached page as stored. With
+        a token: the token's principal and the page in one round trip, then the caller's
+        ``isEnrolled`` (one query)."""
+        if "HTTP_AUTHORIZATION" not in request.META:
+            return _anonymous_list(request)
+        principal = principal_params(request)
+        if principal is None:
+            return None
+        difficulty = choice_param(request, "difficulty", DIFFICULTIES)
+        params = page_params(request)
+        found = course_list_cache.json_as(
+            principal_cache, principal, difficulty=difficulty, page=params.page, limit=params.limit
+        )
+        if found is None:
+            return None
+        items, total = split_page(found[0])
+        courses = _with_enrollment(found[1], json.loads(items))
+        return ok_data(request, courses, pagination=params.pagination(total))
 
     @extend_schema(
         operation_id="courses_list",
@@ -102,7 +126,7 @@ class CourseListView(APIView):
         result = course_list_cache.get(**query)
         return ok(
             request,
-            _with_enrollment(request, result["items"]),
+            _with_enrollment(request.user.pk, result["items"]),
             pagination=params.pagination(result["total"]),
         )
 
@@ -112,10 +136,17 @@ class CourseDetailView(APIView):
 
     @staticmethod
     def fast_get(request: HttpRequest, course_id: str) -> HttpResponse | None:
-        """Anonymous callers, outside DRF (``chainlearn.fastpath``)."""
-        if "HTTP_AUTHORIZATION" in request.META:
+        """Outside DRF (``chainlearn.fastpath``), as ``CourseListView.fast_get``."""
+        if "HTTP_AUTHORIZATION" not in request.META:
+            return _anonymous_detail(request, course_id)
+        principal = principal_params(request)
+        if principal is None:
             return None
-        return _anonymous_detail(request, course_id)
+        course_pk = parse_uuid(course_id, field="courseId")
+        found = course_detail_cache.json_as(principal_cache, principal, course_id=course_pk)
+        if found is None:
+            return None
+        return ok_data(request, _with_enrollment(found[1], [json.loads(found[0])])[0])
 
     @extend_schema(
         operation_id="courses_retrieve",
@@ -134,7 +165,7 @@ class CourseDetailView(APIView):
         course = course_detail_cache.get(course_id=parse_uuid(course_id, field="courseId"))
         if course is None:
             raise NotFound("Course not found")
-        return ok(request, _with_enrollment(request, [course])[0])
+        return ok(request, _with_enrollment(request.user.pk, [course])[0])
 
 
 class CourseEnrollView(APIView):

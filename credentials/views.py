@@ -61,8 +61,8 @@ class CredentialListView(APIView):
         principal = principal_params(request)
         if principal is None:
             return None
-        payload = credential_list_cache.json_as(principal_cache, principal)
-        return None if payload is None else ok_json(request, payload)
+        found = credential_list_cache.json_as(principal_cache, principal)
+        return None if found is None else ok_json(request, found[0])
 
     @extend_schema(
         operation_id="credentials_list",

@@ -106,12 +106,12 @@ class HistoryView(APIView):
         if principal is None:
             return None
         params = page_params(request)
-        payload = reward_history_cache.json_as(
+        found = reward_history_cache.json_as(
             principal_cache, principal, page=params.page, limit=params.limit
         )
-        if payload is None:
+        if found is None:
             return None
-        items, total = split_page(payload)
+        items, total = split_page(found[0])
         return ok_json(request, items, pagination=params.pagination(total))
 
     @extend_schema(

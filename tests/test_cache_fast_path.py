@@ -103,7 +103,10 @@ def test_anonymous_hit_is_one_round_trip_with_no_sql(
 def test_fast_and_full_paths_answer_alike(api, learner_world, redis_client):
     learner, course = learner_world
     client = client_for(learner)
-    cases = [(client, p) for p in per_user_paths()] + [(api, p) for p in anonymous_paths(course)]
+    cases = [
+        *[(client, p) for p in per_user_paths() + anonymous_paths(course)],
+        *[(api, p) for p in anonymous_paths(course)],
+    ]
     for caller, path in cases:
         caller.get(path)  # fill
         redis_client.config_resetstat()
@@ -114,7 +117,7 @@ def test_fast_and_full_paths_answer_alike(api, learner_world, redis_client):
         full_calls = command_calls(redis_client)["evalsha"]
         assert answer(fast) == answer(full), path
         assert fast["Allow"] == "GET, HEAD, OPTIONS"
-        # The full view of a per-user read looks the token and the entry up separately.
+        # The full view of a signed-in read looks the token and the entry up separately.
         assert (fast_calls, full_calls) == ((1, 2) if caller is client else (1, 1)), path
 
 
@@ -221,3 +224,28 @@ def test_expired_token_principal_is_reloaded_after_the_response_on_the_fast_path
     learner.display_name = "Renamed"  # invalidates the reloaded principal at once
     learner.save(update_fields=["display_name"])
     assert client.get("/api/v1/users/me").json()["data"]["displayName"] == "Renamed"
+
+
+def test_signed_in_course_reads_are_one_round_trip_and_one_enrollment_query(
+    learner_world, redis_client, django_assert_num_queries
+):
+    learner, course = learner_world
+    client = client_for(learner)
+    other = course_with_modules(1, title="Zig 101")
+    paths = ["/api/v1/courses", f"/api/v1/courses/{other.id}"]
+    for path in paths:
+        client.get(path)
+        redis_client.config_resetstat()
+        with django_assert_num_queries(1):  # isEnrolled, never cached
+            response = client.get(path)
+        assert command_calls(redis_client)["evalsha"] == 1
+        data = response.json()["data"]
+        listed = {c["id"]: c["isEnrolled"] for c in (data if isinstance(data, list) else [data])}
+        assert listed[str(other.id)] is False
+        if isinstance(data, list):
+            assert listed[str(course.id)] is True
+    assert client.post(f"/api/v1/courses/{other.id}/enroll").status_code == 201
+    for path in paths:
+        data = client.get(path).json()["data"]
+        listed = {c["id"]: c["isEnrolled"] for c in (data if isinstance(data, list) else [data])}
+        assert listed[str(other.id)] is True

@@ -160,8 +160,8 @@ class ProgressView(APIView):
         principal = principal_params(request)
         if principal is None:
             return None
-        payload = progress_cache.json_as(principal_cache, principal)
-        return None if payload is None else ok_json(request, payload)
+        found = progress_cache.json_as(principal_cache, principal)
+        return None if found is None else ok_json(request, found[0])
 
     @extend_schema(
         operation_id="users_me_progress",
