@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -205,7 +206,7 @@ class CacheManager:
             return None, None
         ttl_ms = self.ttl * 1000
         payload = dumps(value)
-        stored = frame(payload, fresh_until_ms=backend.now_ms() + ttl_ms)
+        stored = frame(payload, fresh_until_ms=backend.now_ms() + fresh_ms(ttl_ms))
         with contextlib.suppress(CacheUnavailable):
             backend.store(slot, found, stored, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
         return value, payload
@@ -244,6 +245,13 @@ class CacheManager:
             if dependency.model == label:
                 scopes |= dependency.scopes(rows)
         return scopes
+
+
+def fresh_ms(ttl_ms: int) -> int:
+    """How long a new entry is served as fresh: a random (1 - ``CACHE_TTL_JITTER``) to 1 of
+    its TTL (never longer), so entries filled together (a warm, a flush, a burst of new
+    users) come due for reload spread out instead of in one wave."""
+    return ttl_ms - random.randrange(int(ttl_ms * settings.CACHE_TTL_JITTER) + 1)
 
 
 def dumps(value: Any) -> bytes:

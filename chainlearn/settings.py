@@ -162,6 +162,9 @@ CACHE_TTLS = {
     "rewards:history": env_int("CACHE_TTL_REWARDS_HISTORY", 30),
     "credentials:list": env_int("CACHE_TTL_CREDENTIALS_LIST", 60),
 }
+# Entries are fresh for a random (1 - jitter) to 1 of their TTL, so entries filled
+# together do not all come due at once.
+CACHE_TTL_JITTER = env_float("CACHE_TTL_JITTER", 0.2)
 # Seconds an expired entry may still be served while one request refreshes it.
 CACHE_STALE_GRACE = env_int("CACHE_STALE_GRACE", 10)
 # How long a filler holds its lease, and how long other requests wait for its fill.

@@ -224,3 +224,14 @@ def test_entry_past_ttl_and_grace_is_gone(redis_client, settings):
     ttl_ms = redis_client.pttl(key)
     expected = (settings.CACHE_TTLS["courses:detail"] + settings.CACHE_STALE_GRACE) * 1000
     assert expected - 2000 < ttl_ms <= expected
+
+
+def test_freshness_is_jittered_below_the_ttl_never_above(settings):
+    from caching.registry import fresh_ms
+
+    settings.CACHE_TTL_JITTER = 0.2
+    samples = {fresh_ms(10_000) for _ in range(500)}
+    assert min(samples) >= 8_000 and max(samples) <= 10_000
+    assert len(samples) > 100  # spread out, not one instant
+    settings.CACHE_TTL_JITTER = 0
+    assert {fresh_ms(10_000) for _ in range(50)} == {10_000}
