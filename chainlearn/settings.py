@@ -101,7 +101,7 @@ MIDDLEWARE = [
     "chainlearn.middleware.BrowserCsrfMiddleware",
     "chainlearn.middleware.BrowserAuthenticationMiddleware",
     "chainlearn.middleware.BrowserMessageMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "chainlearn.request_metrics.RequestMetricsMiddleware",
 ]
 
 # Paths served to browsers with sessions (the admin); the API uses bearer tokens.
@@ -171,7 +171,7 @@ CACHE_STALE_GRACE = env_int("CACHE_STALE_GRACE", 10)
 CACHE_LEASE_MS = env_int("CACHE_LEASE_MS", 2000)
 # Threads per process that reload expired entries after the response, and how many reloads
 # may wait for them before a request reloads inline (caching/refresh.py).
-CACHE_REFRESH_THREADS = env_int("CACHE_REFRESH_THREADS", 2)
+CACHE_REFRESH_THREADS = env_int("CACHE_REFRESH_THREADS", 1)
 CACHE_REFRESH_QUEUE = env_int("CACHE_REFRESH_QUEUE", 1000)
 CACHE_FILL_WAIT_MS = env_int("CACHE_FILL_WAIT_MS", 500)
 # Circuit breaker: open after this many consecutive Redis failures, probe after cooldown.

@@ -153,7 +153,16 @@ def test_metrics_are_exact_across_two_workers(server):
             expected_hits / (expected_hits + 1)
         )
     assert "cache_breaker_open" in text
-    assert "django_http_requests_total_by_method_total" in text
+    # Request metrics from both workers: every course-list request, by view and status.
+    listed = re.search(
+        r'^django_http_responses_total_by_status_view_method_total\{method="GET",'
+        r'status="200",view="course-list"\} (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    assert listed is not None and float(listed.group(1)) == 22.0
+    assert "django_http_requests_latency_seconds_by_view_method_bucket" in text
+    assert "django_http_requests_before_middlewares_total" in text
 
 
 @pytest.mark.parametrize("token", [None, "Bearer wrong-token"])

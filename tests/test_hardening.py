@@ -97,7 +97,7 @@ def requests_by_worker(srv: Gunicorn) -> dict[str, float]:
         counts[pid] = sum(
             value
             for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(path)
-            if json.loads(key)[1] == "django_http_requests_total_by_method_total"
+            if json.loads(key)[1] == "django_http_requests_before_middlewares_total"
         )
     return counts
 
