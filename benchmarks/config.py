@@ -44,6 +44,8 @@ class Config:
     web_workers: int = 2
     web_threads: int = 4
     duration: int = 10
+    # Measured runs per endpoint and mode, alternating which mode goes first.
+    rounds: int = 2
     warmup: int = 3
     connections: int = 32
     wrk_threads: int = 2
@@ -121,6 +123,12 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--workers", type=int, default=d.web_workers)
     p.add_argument("--threads", type=int, default=d.web_threads, help="gthread threads/worker")
     p.add_argument("--duration", type=int, default=d.duration, help="seconds per wrk run")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=d.rounds,
+        help="measured runs per endpoint and mode (order alternates; the report averages)",
+    )
     p.add_argument("--warmup", type=int, default=d.warmup, help="seconds of warm-up per run")
     p.add_argument("--connections", type=int, default=d.connections)
     p.add_argument("--wrk-threads", type=int, default=d.wrk_threads)
@@ -164,6 +172,7 @@ def parse(argv: list[str] | None = None) -> Config:
         web_workers=a.workers,
         web_threads=a.threads,
         duration=a.duration,
+        rounds=a.rounds,
         warmup=a.warmup,
         connections=a.connections,
         wrk_threads=a.wrk_threads,

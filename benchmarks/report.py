@@ -303,9 +303,13 @@ def _markdown(results: dict[str, Any], rows: list[dict[str, Any]], png: str) -> 
         "cache warmed on start, PostgreSQL 15 and Redis 7 on loopback (PostgreSQL with "
         "fsync off, as in the project's service script). Two servers run side by side, "
         "`CACHE_ENABLED=true` and `false`; each endpoint is measured on one, then at once on "
-        "the other, so both modes of a ratio see the same machine.",
+        f"the other, {meta.get('rounds', 1)} time(s) in alternating order (cached first, then "
+        "uncached first), so both modes of a ratio see the same machine; req/s and latency "
+        "percentiles are the mean over the rounds, per-request figures are weighted by "
+        "requests.",
         f"- Load: wrk, {meta['wrk_threads']} threads, {meta['connections']} connections, "
-        f"{meta['warmup']} s warm-up then {meta['duration']} s measured per endpoint and mode; "
+        f"{meta['warmup']} s warm-up then {meta['duration']} s measured per endpoint, mode "
+        "and round; "
         f"requests rotate over {meta['courses']} course ids, {meta['list_variants']} list "
         f"pages (4 difficulty filters × 5 pages) and {meta['tokens']} learners' bearer tokens.",
         "- **The machine has 2 cores, shared by wrk, gunicorn, PostgreSQL and Redis**: "

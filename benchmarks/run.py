@@ -225,27 +225,83 @@ def prefill(server: Server, endpoint: load.Endpoint, concurrency: int = 8) -> No
 def run_endpoints(
     config: Config, data: Dataset, collector: stats.Collector, servers: dict[str, Server]
 ) -> dict[str, dict[str, Any]]:
-    """Each endpoint in each mode, the modes back to back, so both see the same machine."""
+    """Each endpoint in each mode, the modes back to back so both see the same machine,
+    ``config.rounds`` times in alternating order (cached, uncached, uncached, cached…), so
+    a machine speeding up or slowing down during the pair weighs on both modes alike."""
     out: dict[str, dict[str, Any]] = {mode: {} for mode in servers}
     for endpoint in load.endpoints(data):
         if config.endpoints and endpoint.name not in config.endpoints:
             continue
-        for mode, server in servers.items():
-            if server.cache_enabled:
-                rewarm(endpoint.namespace)
-                if endpoint.authenticated:
-                    prefill(server, endpoint)
-            run = measure_endpoint(config, collector, server, endpoint)
-            out[mode][endpoint.name] = run
-            log(
-                f"{mode:8} {endpoint.name:12} {run['rps']:8.0f} req/s  "
-                f"p99 {run['latency_ms']['p99']:7.2f} ms  SQL/req {run['sql_per_req']:.2f}  "
-                f"hit {_rate(run['hit_rate'])}  CPU {run['worker_cpu_ms_per_req']:.2f} ms/req"
-                f"  other load {100 * run['foreign_cpu_share']:.0f} %"
-                f"  balance {run['worker_balance']:.2f}"
-                f"  non-2xx {run['errors']['status']}  events {run['log_events']}"
-            )
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
+        for round_ in range(config.rounds):
+            order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
+            for mode in order:
+                server = servers[mode]
+                if server.cache_enabled:
+                    rewarm(endpoint.namespace)
+                    if endpoint.authenticated:
+                        prefill(server, endpoint)
+                run = measure_endpoint(config, collector, server, endpoint)
+                runs[mode].append(run)
+                log(
+                    f"{mode:8} {endpoint.name:12} {run['rps']:8.0f} req/s  "
+                    f"p99 {run['latency_ms']['p99']:7.2f} ms  SQL/req {run['sql_per_req']:.2f}  "
+                    f"hit {_rate(run['hit_rate'])}  CPU {run['worker_cpu_ms_per_req']:.2f} ms/req"
+                    f"  other load {100 * run['foreign_cpu_share']:.0f} %"
+                    f"  balance {run['worker_balance']:.2f}"
+                    f"  non-2xx {run['errors']['status']}  events {run['log_events']}"
+                )
+        for mode, mode_runs in runs.items():
+            out[mode][endpoint.name] = combine(mode_runs)
     return out
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One endpoint and mode over several runs: req/s and latency percentiles are the mean
+    of the runs' (each run is equally long), per-request figures are weighted by requests,
+    counts are summed."""
+    if len(runs) == 1:
+        return runs[0]
+    total = sum(r["requests"] for r in runs)
+
+    def mean(key: str) -> float:
+        return statistics.fmean(r[key] for r in runs)
+
+    def weighted(key: str) -> float | None:
+        if any(r[key] is None for r in runs):
+            return None
+        return sum(r[key] * r["requests"] for r in runs) / max(total, 1)
+
+    first = runs[0]
+    return {
+        **first,
+        "requests": total,
+        "rps": mean("rps"),
+        "errors": {k: sum(r["errors"][k] for r in runs) for k in first["errors"]},
+        "latency_ms": {
+            k: statistics.fmean(r["latency_ms"][k] for r in runs) for k in first["latency_ms"]
+        },
+        "latency_ms_runs": [r["latency_ms"] for r in runs],
+        "rps_runs": [r["rps"] for r in runs],
+        **{
+            key: weighted(key)
+            for key in (
+                "sql_per_req",
+                "sql_pings_per_req",
+                "sql_per_hit",
+                "redis_per_req",
+                "lua_per_req",
+                "hit_rate",
+                "auth_hit_rate",
+                "worker_cpu_ms_per_req",
+            )
+        },
+        "cache": {k: sum(r["cache"].get(k, 0) for r in runs) for k in first["cache"]},
+        "foreign_cpu_share": mean("foreign_cpu_share"),
+        "log_events": {k: sum(r["log_events"][k] for r in runs) for k in first["log_events"]},
+        "worker_balance": min(r["worker_balance"] for r in runs),
+        "imbalanced_retries": [x for r in runs for x in r["imbalanced_retries"]],
+    }
 
 
 def run_mixed(
@@ -466,6 +522,7 @@ def meta(config: Config, data: Dataset, started: float, date: str) -> dict[str, 
         "connections": config.connections,
         "wrk_threads": config.wrk_threads,
         "duration": config.duration,
+        "rounds": config.rounds,
         "warmup": config.warmup,
         "courses": len(data.course_ids),
         "list_variants": len(data.list_variants),
