@@ -190,8 +190,8 @@ class Script:
 
     Scripts are the hot path of every cached read, so they skip redis-py's per-command
     layers (connection-pool checkout with argument-deprecation checks, the retry wrapper,
-    the observability recorder: about a third of a cache hit's client-side CPU in the
-    benchmark's profiles) and run on a connection of the calling thread, made with the same
+    the observability recorder: 10-25 % of a cache hit's CPU in the benchmark's
+    profiles) and run on a connection of the calling thread, made with the same
     options as django-redis's pool (timeouts, no retries). Any error closes that
     connection; the next call opens a new one.
     """

@@ -109,19 +109,18 @@ class CacheManager:
         full path: authentication, then ``get_json``."""
         if not settings.CACHE_ENABLED:
             return None
+        by_user = self.scope_param is not None and self.scope_param not in params
         if self.scope_param is None:
             scope = keys.ALL
-        elif self.scope_param in params:
-            scope = str(params[self.scope_param])
         else:
-            scope = ""  # the principal's user, known inside the script
+            scope = "" if by_user else str(params[self.scope_param])
         entries = backend.ScopedSlots(
             namespace=self.namespace,
             namespace_gen_key=keys.generation_key(self.namespace),
             scope_gen_prefix=keys.generation_key(self.namespace, ""),
             head_prefix=keys.entry_head_prefix(self.namespace, self.version),
             fragment=keys.params({name: params[name] for name in self.key_params}),
-            scope=scope,
+            scope=scope,  # empty: the principal's user, known inside the script
         )
         try:
             result = backend.lookup_as(
@@ -132,14 +131,14 @@ class CacheManager:
         if result is None:
             return None
         principal_found, found, user_id = result
-        principal.count_served(principal.slot(principal_params), principal_found, principal_params)
-        if scope == "" and self.scope_param is not None:
-            params = {**params, self.scope_param: user_id}
-        self.count_served(self.slot(params), found, params)
+        principal.count_served(principal_found, principal_params)
+        if by_user:
+            params = {**params, str(self.scope_param): user_id}
+        self.count_served(found, params)
         assert found.raw is not None
         return payload_of(found.raw), user_id
 
-    def count_served(self, slot: Slot, found: Lookup, params: dict[str, Any]) -> None:
+    def count_served(self, found: Lookup, params: dict[str, Any]) -> None:
         """Count a present entry being served; the request that won an expired entry's
         refresh lease queues its reload to run in the background (``caching.refresh``)."""
         if found.state == "hit":
@@ -150,6 +149,7 @@ class CacheManager:
             HITS.labels(self.namespace).inc()
             return
         MISSES.labels(self.namespace).inc()
+        slot = self.slot(params)
         if not refresh.submit(lambda: self._fill(slot, found, params)):
             self._fill(slot, found, params)  # queue full: reload inline
 
@@ -173,7 +173,7 @@ class CacheManager:
             MISSES.labels(self.namespace).inc()
             return self.load(**params), None
         if found.raw is not None:  # hit, stale, or refresh (served stale, reloaded later)
-            self.count_served(slot, found, params)
+            self.count_served(found, params)
             return UNDECODED, payload_of(found.raw)
         if found.state == "wait":
             return self._wait_for_fill(slot, found, params)

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import course_detail_cache, course_list_cache, principal_cache
+from caching.managers import course_detail_cache, course_list_cache
 from chainlearn.api import (
     NotFound,
     choice_param,
@@ -37,7 +37,7 @@ from courses.serializers import (
     QuizResultSerializer,
     QuizSubmitSerializer,
 )
-from users.authentication import principal_params
+from users.authentication import cached_for_token
 from users.models import User
 
 DIFFICULTIES = frozenset(Difficulty.values)
@@ -90,13 +90,10 @@ class CourseListView(APIView):
         ``isEnrolled`` (one query)."""
         if "HTTP_AUTHORIZATION" not in request.META:
             return _anonymous_list(request)
-        principal = principal_params(request)
-        if principal is None:
-            return None
         difficulty = choice_param(request, "difficulty", DIFFICULTIES)
         params = page_params(request)
-        found = course_list_cache.json_as(
-            principal_cache, principal, difficulty=difficulty, page=params.page, limit=params.limit
+        found = cached_for_token(
+            request, course_list_cache, difficulty=difficulty, page=params.page, limit=params.limit
         )
         if found is None:
             return None
@@ -139,11 +136,8 @@ class CourseDetailView(APIView):
         """Outside DRF (``chainlearn.fastpath``), as ``CourseListView.fast_get``."""
         if "HTTP_AUTHORIZATION" not in request.META:
             return _anonymous_detail(request, course_id)
-        principal = principal_params(request)
-        if principal is None:
-            return None
         course_pk = parse_uuid(course_id, field="courseId")
-        found = course_detail_cache.json_as(principal_cache, principal, course_id=course_pk)
+        found = cached_for_token(request, course_detail_cache, course_id=course_pk)
         if found is None:
             return None
         return ok_data(request, _with_enrollment(found[1], [json.loads(found[0])])[0])

@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import credential_list_cache, principal_cache
+from caching.managers import credential_list_cache
 from chainlearn.api import ok, ok_json
 from chainlearn.schema import UNAUTHORIZED, envelope, error
 from credentials import services
 from credentials.serializers import CredentialItemSerializer, MintResultSerializer, MintSerializer
-from users.authentication import principal_params
+from users.authentication import cached_for_token
 from users.models import User
 
 
@@ -58,10 +58,7 @@ class CredentialListView(APIView):
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
         """Token and credentials in the cache: one round trip, outside DRF."""
-        principal = principal_params(request)
-        if principal is None:
-            return None
-        found = credential_list_cache.json_as(principal_cache, principal)
+        found = cached_for_token(request, credential_list_cache)
         return None if found is None else ok_json(request, found[0])
 
     @extend_schema(

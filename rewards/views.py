@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import principal_cache, reward_history_cache
+from caching.managers import reward_history_cache
 from chainlearn.api import ok, ok_json, page_params, split_page
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import ClaimRateThrottle
@@ -24,7 +24,7 @@ from rewards.serializers import (
     RewardHistoryItemSerializer,
     idempotency_key,
 )
-from users.authentication import principal_params
+from users.authentication import cached_for_token
 from users.models import User
 
 PAGE_PARAMETERS = [
@@ -102,12 +102,9 @@ class HistoryView(APIView):
     def fast_get(request: HttpRequest) -> HttpResponse | None:
         """Token and this history page in the cache: one round trip, outside
         DRF."""
-        principal = principal_params(request)
-        if principal is None:
-            return None
         params = page_params(request)
-        found = reward_history_cache.json_as(
-            principal_cache, principal, page=params.page, limit=params.limit
+        found = cached_for_token(
+            request, reward_history_cache, page=params.page, limit=params.limit
         )
         if found is None:
             return None

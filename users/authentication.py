@@ -9,6 +9,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.request import Request
 
 from caching.managers import principal_cache
+from caching.registry import CacheManager
 from users.models import User, hash_token
 from users.principal import to_user
 
@@ -25,10 +26,17 @@ def bearer_token(request: HttpRequest | Request) -> str | None:
     return raw if 20 <= len(raw) <= 128 else None
 
 
-def principal_params(request: HttpRequest) -> dict[str, str] | None:
-    """The ``users:principal`` cache parameters of the request's bearer token, if any."""
+def cached_for_token(
+    request: HttpRequest, manager: CacheManager, **params: Any
+) -> tuple[bytes, str] | None:
+    """(``manager``'s JSON for ``params``, the caller's user id) for the request's bearer
+    token, in one Redis round trip (``CacheManager.json_as``): None when there is no
+    well-formed token or the token's principal or the entry is not in the cache, and the
+    caller takes the full path (DRF authentication, then the manager's read)."""
     raw = bearer_token(request)
-    return None if raw is None else {"key_hash": hash_token(raw)}
+    if raw is None:
+        return None
+    return manager.json_as(principal_cache, {"key_hash": hash_token(raw)}, **params)
 
 
 class BearerTokenAuthentication(BaseAuthentication):

@@ -12,12 +12,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from caching.managers import principal_cache, progress_cache
+from caching.managers import progress_cache
 from chainlearn.api import ok, ok_json
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import AuthRateThrottle
 from users import services
-from users.authentication import principal_params
+from users.authentication import cached_for_token
 from users.models import User
 from users.serializers import (
     AuthResultSerializer,
@@ -157,10 +157,7 @@ class ProgressView(APIView):
     @staticmethod
     def fast_get(request: HttpRequest) -> HttpResponse | None:
         """Token and progress in the cache: one round trip, outside DRF."""
-        principal = principal_params(request)
-        if principal is None:
-            return None
-        found = progress_cache.json_as(principal_cache, principal)
+        found = cached_for_token(request, progress_cache)
         return None if found is None else ok_json(request, found[0])
 
     @extend_schema(
