@@ -143,7 +143,9 @@ def parse(argv: list[str] | None = None) -> Config:
     p.add_argument("--invalidation-rounds", type=int, default=d.invalidation_rounds)
     p.add_argument("--no-profile", action="store_true", help="skip py-spy on missed targets")
     p.add_argument(
-        "--modes", default=",".join(d.modes), help="cached,uncached (order is run order)"
+        "--modes",
+        default=",".join(d.modes),
+        help="cached,uncached,nofast (order is run order; nofast: CACHE_FAST_PATH=false)",
     )
     p.add_argument(
         "--endpoints",

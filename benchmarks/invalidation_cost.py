@@ -31,33 +31,35 @@ def _params(index: int) -> dict[str, Any]:
 
 
 def fill(client: Any, manager: Any, start: int, stop: int) -> None:
-    from caching import backend, keys
-    from caching.registry import encode
+    from caching import entries, keys
+    from caching.entries import Frame
 
     epoch = (client.get(keys.epoch_key()) or b"0").decode()
     gen = (client.get(keys.generation_key(NAMESPACE)) or b"0").decode()
-    entry_stamp = keys.stamp(epoch, gen, gen)
-    value = encode(
-        {"items": [{"id": "0" * 36, "title": "x", "enrolledCount": 0}], "total": 1},
-        fresh_until_ms=backend.now_ms() + KEY_TTL_MS,
-    )
+    value = Frame(
+        fresh_until_ms=entries.now_ms() + KEY_TTL_MS,
+        stamp=f"{epoch}.{gen}.{gen}",
+        data=b'[{"id":"000000000000000000000000000000000000","title":"x","enrolledCount":0}]',
+        total=1,
+    ).encode()
     pipe = client.pipeline(transaction=False)
     for index in range(start, stop):
-        slot = manager.slot(_params(index))
-        pipe.set(keys.entry_key(slot.head, entry_stamp, slot.fragment), value, px=KEY_TTL_MS)
+        pipe.set(manager.slot(_params(index)).key, value, px=KEY_TTL_MS)
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
 
 
 def live_count_sample(manager: Any, count: int, probes: int = 200) -> int:
-    """How many of ``probes`` evenly spread filled entries a lookup finds fresh."""
-    from caching import backend
+    """How many of ``probes`` evenly spread filled entries a lookup finds fresh (the lookup
+    neither leases nor counts: it only reports whether the entry is present)."""
+    from caching import entries
+    from caching.entries import PRESENT
 
     found = 0
     for i in range(probes):
         index = i * max(1, count // probes)
-        result = backend.lookup(manager.slot(_params(index)), lease_ms=1, count=False)
+        (result,) = entries.lookup([manager.slot(_params(index))], [PRESENT], lease_ms=1)
         found += result.state == "hit"
     return found
 
@@ -92,15 +94,9 @@ def _time(client: Any, gen_key: str, rounds: int) -> dict[str, Any]:
 
 
 def _unlink(client: Any, manager: Any, start: int, stop: int) -> None:
-    from caching import keys
-
-    epoch = (client.get(keys.epoch_key()) or b"0").decode()
-    gen = (client.get(keys.generation_key(NAMESPACE)) or b"0").decode()
-    entry_stamp = keys.stamp(epoch, gen, gen)
     pipe = client.pipeline(transaction=False)
     for index in range(start, stop):
-        slot = manager.slot(_params(index))
-        pipe.unlink(keys.entry_key(slot.head, entry_stamp, slot.fragment))
+        pipe.unlink(manager.slot(_params(index)).key)
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
@@ -120,11 +116,12 @@ def _orphans(client: Any, manager: Any, gen_key: str, size: int) -> int:
 def measure(sizes: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
     """Time the flush at each size, smallest first, then the smallest again after the
     extra keys are deleted: the two smallest-size runs show the drift between runs."""
-    from caching import backend, keys
+    from caching import keys
+    from caching.connection import redis_client
     from caching.registry import registry
 
     manager = registry.get(NAMESPACE)
-    client = backend.redis_client()
+    client = redis_client()
     gen_key = keys.generation_key(NAMESPACE)
     ordered_sizes = sorted(sizes)
     plan = [*ordered_sizes, ordered_sizes[0]] if len(ordered_sizes) > 1 else ordered_sizes

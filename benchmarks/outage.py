@@ -802,9 +802,9 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
 
     from benchmarks import dataset
-    from caching import backend
+    from caching import entries
 
-    backend.bump_epoch()
+    entries.bump_epoch()
     data = dataset.build(config)
     log(f"{len(data.tokens)} learners with bearer tokens, {len(data.course_ids)} active courses")
     plan = mixed.plan(config, data)
@@ -812,12 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     lua = script(load.mixed_requests(data), config.work_dir)
     notes: list[str] = []
     try:
-        uncached = Server(config, cache_enabled=False, **secrets_)
+        uncached = Server(config, mode="uncached", **secrets_)
         with services.running(uncached):
             burn_in(config, data, uncached)
             ref = reference(config, data, split_plan(plan, 0, 2), uncached, lua)
         log(f"uncached reference p99 {ref.wrk['latency_us']['p99'] / 1000:.1f} ms")
-        cached = Server(config, cache_enabled=True, **secrets_)
+        cached = Server(config, mode="cached", **secrets_)
         with services.running(cached):
             burn_in(config, data, cached)
             phases, sampler, workload = scenario(

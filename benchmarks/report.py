@@ -133,13 +133,13 @@ def _table(results: dict[str, Any]) -> list[str]:
     ]
     names = list(next(iter(runs.values())).keys()) if runs else []
     for name in names:
-        for mode in ("cached", "uncached"):
+        for mode in ("cached", "nofast", "uncached"):
             run = runs.get(mode, {}).get(name)
             if run is None:
                 continue
             other = runs.get("uncached", {}).get(name)
             ratio = p99 = ""
-            if mode == "cached" and other:
+            if mode in ("cached", "nofast") and other:
                 ratio = f"**{run['rps'] / other['rps']:.1f}×**"
                 p99 = f"{run['latency_ms']['p99'] / other['latency_ms']['p99']:.2f}"
             lat = run["latency_ms"]

@@ -127,7 +127,7 @@ def loader_queries(data: Dataset) -> dict[str, int]:
         if not all(name in samples for name in names):
             continue
         with CaptureQueriesContext(connection) as captured:
-            manager.load(**{name: samples[name] for name in names})
+            manager.load({name: samples[name] for name in names})
         counts[manager.namespace] = len(captured.captured_queries)
     return counts
 
@@ -182,9 +182,9 @@ def rewarm(namespace: str | None) -> None:
     not warmed by the project: their warm-up run fills them and they expire by TTL.
     """
     from caching.invalidation import flush
-    from caching.warming import WARMABLE, warm
+    from caching.warming import warm, warmable
 
-    if namespace in WARMABLE:
+    if namespace in warmable():
         flush([namespace], cause="benchmark")
         warm((namespace,))
 
@@ -443,9 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         f"({'seeded' if database['reseeded'] else 'template reused'})"
     )
     setup_django(secrets_["secret_key"])
-    from caching import backend
+    from caching import entries
 
-    backend.bump_epoch()  # entries from an earlier run describe an older copy of the data
+    entries.bump_epoch()  # entries from an earlier run describe an older copy of the data
     from benchmarks import dataset
 
     data = dataset.build(config)
@@ -454,9 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"queries per loader run: {LOADER_QUERIES}")
     collector = stats.Collector(config)
     results: dict[str, Any] = {"runs": {}, "notes": []}
-    servers = {
-        mode: Server(config, cache_enabled=mode == "cached", **secrets_) for mode in config.modes
-    }
+    servers = {mode: Server(config, mode=mode, **secrets_) for mode in config.modes}
     try:
         for server in servers.values():
             server.start()

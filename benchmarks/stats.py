@@ -44,9 +44,11 @@ NAMESPACES = (
     "credentials:list",
 )
 PING = "SELECT $1"
-OWN_REDIS_COMMANDS = {"info", "config|resetstat", "config", "hgetall"}
+OWN_REDIS_COMMANDS = {"info", "config|resetstat", "config"}
 SCRIPT_COMMANDS = {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"}
-METRIC = re.compile(r"^(cache_hits_total|cache_misses_total|cache_errors_total)\{([^}]*)\} (\S+)$")
+METRIC = re.compile(r"^cache_(hits|misses|errors|stale_served|fill_waits)_total\{([^}]*)\} (\S+)$")
+# /metrics counter → the name the report uses.
+KINDS = {"stale_served": "stale", "fill_waits": "waits"}
 TICK = os.sysconf("SC_CLK_TCK")
 LOG_EVENTS = {
     "redis_errors": re.compile(r"cache \w+ failed for"),
@@ -151,7 +153,7 @@ class Snapshot:
 
 
 def scrape(base_url: str, token: str) -> dict[str, dict[str, float]]:
-    """``{namespace: {hits, misses, errors}}`` from the service's /metrics."""
+    """``{namespace: {hits, misses, errors, stale, waits}}`` from the service's /metrics."""
     request = urllib.request.Request(
         f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}
     )
@@ -163,9 +165,10 @@ def scrape(base_url: str, token: str) -> dict[str, dict[str, float]]:
         if not match:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', match[2]))
-        kind = match[1].removeprefix("cache_").removesuffix("_total")
-        counts = out.setdefault(labels["namespace"], {"hits": 0.0, "misses": 0.0, "errors": 0.0})
-        counts[kind] += float(match[3])
+        counts = out.setdefault(
+            labels["namespace"], dict.fromkeys(("hits", "misses", "errors", "stale", "waits"), 0.0)
+        )
+        counts[KINDS.get(match[1], match[1])] += float(match[3])
     return out
 
 
@@ -176,7 +179,6 @@ class Collector:
         self.pg.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         self.redis = redis.Redis.from_url(config.redis_url)
         self.cpu = CpuMeter(config.state_dir)
-        self._before: dict[str, dict[str, int]] = {}
         self._metrics: dict[str, dict[str, float]] = {}
         self._log_offset = 0
         self.server: Any = None
@@ -190,15 +192,7 @@ class Collector:
         self.pg.close()
         self.redis.close()
 
-    def cache_counts(self) -> dict[str, dict[str, int]]:
-        out = {}
-        for ns in self.namespaces:
-            raw = self.redis.hgetall(f"chainlearn:stats:{ns}")
-            out[ns] = {k.decode(): int(v) for k, v in raw.items()}
-        return out
-
     def reset(self) -> None:
-        self._before = self.cache_counts()
         self._metrics = scrape(self.server.base_url, self.server.metrics_token)
         self._log_offset = self._log_size()
         self.pg.execute("SELECT pg_stat_statements_reset()")
@@ -238,17 +232,14 @@ class Collector:
             snap.redis_calls += calls
             if command in SCRIPT_COMMANDS:
                 snap.redis_scripts += calls
-        after = self.cache_counts()
-        for ns in self.namespaces:
-            before = self._before.get(ns, {})
-            snap.cache[ns] = {
-                k: after[ns].get(k, 0) - before.get(k, 0)
-                for k in ("hits", "misses", "stale", "waits")
-            }
         now = scrape(self.server.base_url, self.server.metrics_token)
         for ns, counts in now.items():
             before_m = self._metrics.get(ns, {})
             snap.metrics[ns] = {k: v - before_m.get(k, 0.0) for k, v in counts.items()}
+        # The cache's own counts are the /metrics counters (one rule, counted once).
+        for ns in self.namespaces:
+            seen = snap.metrics.get(ns, {})
+            snap.cache[ns] = {k: int(seen.get(k, 0)) for k in ("hits", "misses", "stale", "waits")}
         with open(self.server.log_path, "rb") as log:
             log.seek(self._log_offset)
             text = log.read().decode(errors="replace")

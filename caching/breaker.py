@@ -6,7 +6,7 @@ as a probe (half-open); success closes the breaker, failure opens it again.
 
 The breaker also remembers that the cache may hold something stale (``needs_epoch_bump``):
 an invalidation could not be delivered, or Redis was unreachable long enough to open the
-breaker. The backend bumps the global epoch before its next Redis call.
+breaker. ``caching.connection.guarded`` bumps the global epoch before its next Redis call.
 """
 
 from __future__ import annotations

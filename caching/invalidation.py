@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 
 from django.db import models, transaction
 
-from caching import backend, keys
-from caching.backend import CacheUnavailable
+from caching import entries, keys
+from caching.connection import CacheUnavailable, breaker
 from caching.metrics import INVALIDATIONS
 from caching.registry import registry
 
-logger = logging.getLogger("chainlearn.cache")
+logger = logging.getLogger("caching")
 
 Targets = dict[str, set[str]]
 
@@ -53,10 +53,10 @@ def invalidate(targets: Targets, cause: str) -> None:
         for scope in sorted(scopes)
     ]
     try:
-        backend.bump_generations(sorted(targets), gen_keys)
+        entries.bump_generations(sorted(targets), gen_keys)
     except CacheUnavailable:
         # The entries may still be in Redis: bump the epoch before the next cache read.
-        backend.breaker.needs_epoch_bump = True
+        breaker.needs_epoch_bump = True
         logger.warning("invalidation of %s deferred to an epoch bump", ", ".join(sorted(targets)))
         return
     for namespace, scopes in targets.items():
@@ -75,5 +75,5 @@ def invalidate_rows(
 
 
 def flush(namespaces: Iterable[str], cause: str = "flush") -> None:
-    """Orphan every entry of ``namespaces`` at once (a namespace-wide generation bump)."""
+    """Make every entry of ``namespaces`` a miss at once (a namespace-wide generation bump)."""
     invalidate({namespace: {keys.ALL} for namespace in namespaces}, cause)

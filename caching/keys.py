@@ -1,28 +1,30 @@
 """Every Redis key the project uses is built here, and only here.
 
-Layout (``<ns>`` is a manager's namespace such as ``courses:list``):
+Layout (``<ns>`` is a manager's namespace such as ``courses:list``; ``chainlearn`` is
+``settings.CACHE_KEY_PREFIX``):
 
-- ``chainlearn:epoch``: global epoch; bumped after Redis was unreachable so nothing written
-  before an outage is read after it.
+- ``chainlearn:epoch``: the global epoch, bumped after Redis was unreachable so nothing
+  written before an outage is read after it.
 - ``chainlearn:<ns>:gen:<scope>``: generation counters. Scope ``*`` is the whole namespace;
   other scopes are one course or one user. Invalidation is one ``INCR``.
-- ``chainlearn:<ns>:v<version>:<scope>:<stamp>:<params>``: an entry. ``<stamp>`` is
-  ``e<epoch>.<namespace gen>.<scope gen>``, so a bumped counter orphans every old entry at
-  once (they expire by TTL) and a slow reader's late store lands on a key nobody reads.
+- ``chainlearn:<ns>:v<version>:<scope>:<params>``: an entry. Its key is fixed; its value
+  carries the stamp (``<epoch>.<namespace gen>.<scope gen>``) it was filled under, and the
+  lookup script serves it only while that stamp is current. A bumped counter therefore
+  turns every old entry into a miss at once, and the next fill overwrites it in place.
 - ``<entry>:lease``: the single-fill lease of one entry.
-- ``chainlearn:stats:<ns>``: hash of hit/miss/stale/wait counts for ``cache_stats``.
+- ``chainlearn:ratelimit:<scope>:<ident>``: a fixed-window request counter.
 
-The Lua scripts in ``caching/backend.py`` rebuild the entry and lease keys from
-``entry_head`` and ``params`` with the same ``stamp`` format (the principal lookup also
-appends a user id to ``generation_key(ns, "")`` and ``entry_head_prefix``);
-``tests/test_cache_keys.py`` pins that they agree.
+The Lua scripts (``caching.scripts``) receive every key they touch in ``KEYS`` and never
+build a key name themselves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-PREFIX = "chainlearn"
+from django.conf import settings
+
+PREFIX: str = getattr(settings, "CACHE_KEY_PREFIX", "cache")
 ALL = "*"
 MAX_PARAM_CHARS = 200
 
@@ -35,18 +37,6 @@ def generation_key(namespace: str, scope: str = ALL) -> str:
     return f"{PREFIX}:{namespace}:gen:{scope}"
 
 
-def entry_head_prefix(namespace: str, version: int) -> str:
-    return f"{PREFIX}:{namespace}:v{version}:"
-
-
-def entry_head(namespace: str, version: int, scope: str) -> str:
-    return f"{entry_head_prefix(namespace, version)}{scope}:"
-
-
-def stamp(epoch: int | str, namespace_gen: int | str, scope_gen: int | str) -> str:
-    return f"e{epoch}.{namespace_gen}.{scope_gen}"
-
-
 def params(values: Mapping[str, object]) -> str:
     """Normalized parameter fragment: sorted ``name=value`` pairs, ``None`` as ``all``."""
     fragment = "&".join(
@@ -57,21 +47,29 @@ def params(values: Mapping[str, object]) -> str:
     return fragment
 
 
-def entry_key(head: str, entry_stamp: str, fragment: str) -> str:
-    return f"{head}{entry_stamp}:{fragment}"
+def entry_key(namespace: str, version: int, scope: str, fragment: str) -> str:
+    return f"{PREFIX}:{namespace}:v{version}:{scope}:{fragment}"
 
 
-def lease_key(key: str) -> str:
-    return f"{key}:lease"
-
-
-def stats_key(namespace: str) -> str:
-    return f"{PREFIX}:stats:{namespace}"
+def lease_key(entry: str) -> str:
+    return f"{entry}:lease"
 
 
 def entry_pattern(namespace: str) -> str:
-    """Glob over a namespace's entries, for the ``cache_stats`` command only."""
+    """Glob over a namespace's entries (every version), for ``cache_stats`` only."""
     return f"{PREFIX}:{namespace}:v*"
+
+
+def entry_scope(namespace: str, key: str) -> tuple[int, str] | None:
+    """(version, scope) of an entry key of ``namespace``; None for a lease or another key."""
+    head = f"{PREFIX}:{namespace}:v"
+    if not key.startswith(head) or key.endswith(":lease"):
+        return None
+    version, _, rest = key[len(head) :].partition(":")
+    scope, sep, _ = rest.partition(":")
+    if not version.isdigit() or not sep:
+        return None
+    return int(version), scope
 
 
 def rate_limit_key(scope: str, ident: str) -> str:

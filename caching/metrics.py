@@ -7,11 +7,13 @@ anywhere: it is derived from the hit and miss counters at scrape time (``HitRate
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 
 HITS = Counter("cache_hits_total", "Hot reads served from Redis.", ["namespace"])
@@ -43,6 +45,40 @@ BREAKER_OPEN = Gauge(
     "1 while a worker's Redis circuit breaker is open.",
     multiprocess_mode="livemax",
 )
+
+
+# The one rule for what a read counts as, by how it was served: every request counts its
+# read of a namespace once, here, and ``cache_stats`` reads these same counters.
+OUTCOMES: dict[str, tuple[Counter, ...]] = {
+    "hit": (HITS,),  # fresh entry
+    "stale": (HITS, STALE_SERVED),  # expired entry served while another request reloads it
+    "refresh": (MISSES, STALE_SERVED),  # expired entry served; this request reloads it
+    "fill": (MISSES,),  # loaded from the database and stored
+    "waited": (HITS, FILL_WAITS),  # served the value another request filled meanwhile
+    "gave_up": (MISSES,),  # waited in vain, then loaded from the database itself
+    "unavailable": (MISSES,),  # Redis unreachable or the breaker open: from the database
+}
+_children: dict[tuple[str, str], tuple[Counter, ...]] = {}
+
+
+def record(namespace: str, outcome: str) -> None:
+    """Count one read of ``namespace`` served as ``outcome`` (a key of ``OUTCOMES``)."""
+    counters = _children.get((namespace, outcome))
+    if counters is None:
+        counters = tuple(counter.labels(namespace) for counter in OUTCOMES[outcome])
+        _children[(namespace, outcome)] = counters
+    for counter in counters:
+        counter.inc()
+
+
+def local_registry() -> CollectorRegistry:
+    """This host's counters: every gunicorn worker's (multiprocess mode), or this
+    process's own."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        collected = CollectorRegistry()
+        MultiProcessCollector(collected)
+        return collected
+    return REGISTRY
 
 
 class HitRateCollector(Collector):

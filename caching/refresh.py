@@ -24,7 +24,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-logger = logging.getLogger("chainlearn.cache")
+logger = logging.getLogger("caching")
 
 Reload = Callable[[], object]
 

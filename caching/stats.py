@@ -1,14 +1,36 @@
-"""Cache statistics for ``cache_stats``: counters kept in Redis by the Lua scripts, plus a
-walk over a namespace's live keys.
+"""Cache statistics for ``cache_stats``.
 
-The walk uses ``SCAN`` and so is for this operator command only, never a request path.
+Counts come from the same Prometheus counters ``/metrics`` exposes (``caching.metrics``),
+so the two always agree: on a host running gunicorn, the workers' multiprocess files
+(``PROMETHEUS_MULTIPROC_DIR``); across hosts, the sum of each host's ``/metrics`` text
+(``cache_stats --metrics-url``). Live keys come from a ``SCAN`` over the namespace's
+entries, split into current ones (filled under the stamp a read would accept now) and
+outdated ones (an older stamp or payload version: never served, overwritten by the next
+fill or dropped at their TTL). ``SCAN`` is for this operator command only, never a request
+path.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from caching import backend, keys
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+from redis import Redis
+
+from caching import keys
+from caching.connection import guarded
+from caching.registry import registry
+
+COUNTERS = {
+    "cache_hits": "hits",
+    "cache_misses": "misses",
+    "cache_stale_served": "stale",
+    "cache_fill_waits": "waits",
+}
+Counts = dict[str, dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -19,6 +41,7 @@ class NamespaceStats:
     stale: int
     waits: int
     keys: int
+    outdated: int
     bytes: int
 
     @property
@@ -27,30 +50,79 @@ class NamespaceStats:
         return self.hits / seen if seen else 0.0
 
 
-def namespace_stats(namespace: str) -> NamespaceStats:
+def counts_from_registry(source: CollectorRegistry) -> Counts:
+    return _counts((family.name, family.samples) for family in source.collect())
+
+
+def counts_from_text(texts: Iterable[str]) -> Counts:
+    """The counters summed over several hosts' ``/metrics`` texts."""
+    return _counts(
+        (family.name, family.samples)
+        for text in texts
+        for family in text_string_to_metric_families(text)
+    )
+
+
+def _counts(families: Iterable[tuple[str, list]]) -> Counts:  # type: ignore[type-arg]
+    counts: Counts = defaultdict(lambda: dict.fromkeys(COUNTERS.values(), 0.0))
+    for name, samples in families:
+        field = COUNTERS.get(name)
+        if field is None:
+            continue
+        for sample in samples:
+            if sample.name.endswith("_total"):
+                counts[sample.labels["namespace"]][field] += sample.value
+    return counts
+
+
+def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
     """Counters and live-key footprint of ``namespace`` (raises ``CacheUnavailable``)."""
+    manager = registry.get(namespace)
 
-    def read(client):  # type: ignore[no-untyped-def]
-        counts = {k.decode(): int(v) for k, v in client.hgetall(keys.stats_key(namespace)).items()}
-        live, size, cursor = 0, 0, 0
-        while True:
-            cursor, batch = client.scan(cursor, match=keys.entry_pattern(namespace), count=1000)
-            entries = [key for key in batch if not key.endswith(b":lease")]
+    def walk(client: Redis) -> tuple[int, int, int]:
+        current, outdated, size = 0, 0, 0
+        for batch in _scan_batches(client, keys.entry_pattern(namespace)):
+            parsed = [(key, keys.entry_scope(namespace, key.decode())) for key in batch]
+            entry_keys = [(key, found) for key, found in parsed if found is not None]
             pipe = client.pipeline(transaction=False)
-            for key in entries:
+            for key, (_, scope) in entry_keys:
+                pipe.get(keys.epoch_key())
+                pipe.get(keys.generation_key(namespace))
+                pipe.get(keys.generation_key(namespace, scope))
+                pipe.getrange(key, 0, 99)
                 pipe.memory_usage(key)
-            live += len(entries)
-            size += sum(usage or 0 for usage in pipe.execute())
-            if cursor == 0:
-                return counts, live, size
+            replies = pipe.execute()
+            for n, (_, (version, _)) in enumerate(entry_keys):
+                epoch, ns_gen, scope_gen, head, usage = replies[n * 5 : n * 5 + 5]
+                if not head or usage is None:  # expired between SCAN and now
+                    continue
+                stamp = b".".join(value or b"0" for value in (epoch, ns_gen, scope_gen))
+                filled_under = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
+                if version == manager.version and filled_under == stamp:
+                    current += 1
+                else:
+                    outdated += 1
+                size += usage
+        return current, outdated, size
 
-    counts, live, size = backend.guarded(namespace, "stats", read)
+    current, outdated, size = guarded(namespace, "stats", walk)
+    seen = counts.get(namespace, {})
     return NamespaceStats(
         namespace=namespace,
-        hits=counts.get("hits", 0),
-        misses=counts.get("misses", 0),
-        stale=counts.get("stale", 0),
-        waits=counts.get("waits", 0),
-        keys=live,
+        hits=int(seen.get("hits", 0)),
+        misses=int(seen.get("misses", 0)),
+        stale=int(seen.get("stale", 0)),
+        waits=int(seen.get("waits", 0)),
+        keys=current,
+        outdated=outdated,
         bytes=size,
     )
+
+
+def _scan_batches(client: Redis, pattern: str) -> Iterable[list[bytes]]:
+    cursor = 0
+    while True:
+        cursor, batch = client.scan(cursor, match=pattern, count=1000)
+        yield [key if isinstance(key, bytes) else key.encode() for key in batch]
+        if cursor == 0:
+            return

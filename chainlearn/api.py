@@ -7,75 +7,26 @@ import logging
 import math
 import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from chainlearn.errors import DomainError, InvalidInput
+from chainlearn.formats import iso
+
 logger = logging.getLogger("chainlearn.api")
 
 API_VERSION = "v1"
 PAGE_LIMIT_MAX = 50
 PAGE_LIMIT_DEFAULT = 20
-
-
-class DomainError(Exception):
-    """A business-rule failure that maps to one status and error code."""
-
-    status_code: int = status.HTTP_400_BAD_REQUEST
-    code: str = "VALIDATION_ERROR"
-
-    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-
-class Unauthorized(DomainError):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    code = "UNAUTHORIZED"
-
-
-class NotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "NOT_FOUND"
-
-
-class Forbidden(DomainError):
-    status_code = status.HTTP_403_FORBIDDEN
-    code = "FORBIDDEN"
-
-
-class Conflict(DomainError):
-    status_code = status.HTTP_409_CONFLICT
-    code = "CONFLICT"
-
-
-class InvalidInput(DomainError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    code = "VALIDATION_ERROR"
-
-
-def constraint_name(exc: IntegrityError) -> str:
-    """The name of the constraint an ``IntegrityError`` violated ("" if unknown)."""
-    diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) or ""
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a ``Z`` suffix, as DRF renders datetimes."""
-    if value is None:
-        return None
-    text = value.astimezone(UTC).isoformat()
-    return text.removesuffix("+00:00") + "Z"
 
 
 def request_id(request: HttpRequest | Request) -> str:
@@ -106,17 +57,6 @@ def ok(
     return Response(body, status=status_code)
 
 
-def ok_data(
-    request: HttpRequest | Request,
-    data: Any,
-    *,
-    pagination: dict[str, int] | None = None,
-) -> HttpResponse:
-    """``ok`` outside DRF, for plain JSON data (encoded compact and UTF-8, as DRF does)."""
-    encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return ok_json(request, encoded, pagination=pagination)
-
-
 def ok_json(
     request: HttpRequest | Request,
     data_json: bytes,
@@ -130,18 +70,6 @@ def ok_json(
         parts += [b',"pagination":', json.dumps(pagination, separators=(",", ":")).encode()]
     parts += [b',"meta":', json.dumps(meta(request), separators=(",", ":")).encode(), b"}"]
     return HttpResponse(b"".join(parts), status=status_code, content_type="application/json")
-
-
-_TOTAL = b',"total":'
-
-
-def split_page(payload: bytes) -> tuple[bytes, int]:
-    """``{"items":[…],"total":N}`` as compact JSON → (the items' JSON, N).
-
-    ``total`` is the payload's last key and an integer, so its marker is the last one.
-    """
-    cut = payload.rindex(_TOTAL)
-    return payload[len(b'{"items":') : cut], int(payload[cut + len(_TOTAL) : -1])
 
 
 def error_body(
@@ -184,13 +112,23 @@ def _flatten(detail: Any) -> Any:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Map every exception raised in a view to the contract's error envelope."""
     status_code, body, headers = error_parts(exc)
+    request = context.get("request")
+    if isinstance(exc, exceptions.NotAuthenticated) and "HTTP_AUTHORIZATION" in getattr(
+        request, "META", {}
+    ):
+        # Credentials were sent but named nobody: not "not provided".
+        body["message"] = "Invalid or expired token."
     return Response(body, status=status_code, headers=headers)
 
 
-def exception_response(exc: Exception) -> JsonResponse:
-    """``exception_handler`` for views outside DRF (the cached-read fast path)."""
+def exception_response(exc: Exception) -> HttpResponse:
+    """``exception_handler`` for views outside DRF (the hot reads' fast path), encoded as
+    DRF encodes it."""
     status_code, body, headers = error_parts(exc)
-    return JsonResponse(body, status=status_code, headers=headers)
+    encoded = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return HttpResponse(
+        encoded, status=status_code, headers=headers, content_type="application/json"
+    )
 
 
 def error_parts(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -241,25 +179,13 @@ def error_parts(exc: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
 _DIGITS = re.compile(r"^[0-9]{1,6}$")
 
 
-@dataclass(frozen=True)
-class PageParams:
-    page: int
-    limit: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.limit
-
-    def pagination(self, total: int) -> dict[str, int]:
-        return {"page": self.page, "limit": self.limit, "total": total}
-
-
-def page_params(request: HttpRequest | Request) -> PageParams:
-    """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50): anything else is a 400."""
+def page_params(query: Mapping[str, str]) -> dict[str, int]:
+    """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50) of a query string: anything
+    else is a 400. Returns ``{"page", "limit"}``."""
     errors: dict[str, list[str]] = {}
     values: dict[str, int] = {}
     for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):
-        raw = request.GET.get(name)
+        raw = query.get(name)
         if raw is None:
             values[name] = default
             continue
@@ -270,12 +196,12 @@ def page_params(request: HttpRequest | Request) -> PageParams:
         values[name] = int(raw)
     if errors:
         raise InvalidInput("Invalid pagination parameters", details=errors)
-    return PageParams(page=values["page"], limit=values["limit"])
+    return {"page": values["page"], "limit": values["limit"]}
 
 
-def choice_param(request: HttpRequest | Request, name: str, choices: frozenset[str]) -> str | None:
+def choice_param(query: Mapping[str, str], name: str, choices: frozenset[str]) -> str | None:
     """An optional query parameter that must be one of ``choices`` (empty is invalid)."""
-    raw = request.GET.get(name)
+    raw = query.get(name)
     if raw is None:
         return None
     if raw not in choices:

@@ -31,7 +31,7 @@ def when_ready(server: Any) -> None:
 
     if not (settings.CACHE_ENABLED and settings.CACHE_WARM_ON_START):
         return
-    from caching.backend import disconnect
+    from caching.connection import disconnect
     from caching.warming import warm_quietly
 
     stored = warm_quietly()

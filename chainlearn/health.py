@@ -6,7 +6,7 @@ from django.db import Error as DatabaseError
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
-from caching.backend import redis_ping
+from caching.connection import redis_ping
 
 
 def live(request: HttpRequest) -> JsonResponse:

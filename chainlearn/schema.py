@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.drainage import set_override
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -46,7 +47,8 @@ def envelope(name: str, data: serializers.Field, *, paginated: bool = False) -> 
     if paginated:
         fields["pagination"] = EnvelopePaginationSerializer()
     fields["meta"] = EnvelopeMetaSerializer()
-    return inline_serializer(name=name, fields=fields)
+    # An envelope is one object, also around a list action's items.
+    return set_override(inline_serializer(name=name, fields=fields), "many", False)
 
 
 def error(description: str) -> OpenApiResponse:

@@ -136,6 +136,12 @@ AUTH_USER_MODEL = "users.User"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
+# A plain GET of a hot read is answered before DRF wraps the request (chainlearn/hot_reads.py);
+# false sends it through the DRF viewset (same answer, two Redis round trips when signed in).
+CACHE_FAST_PATH = env_bool("CACHE_FAST_PATH", True)
+# The module that declares the cache managers (the invalidation matrix), and the key prefix.
+CACHE_MANAGERS_MODULE = "chainlearn.caches"
+CACHE_KEY_PREFIX = "chainlearn"
 # Cache calls sit on the request path: tight timeouts and no retries (caching.md, property 7).
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.05)
 CACHES = {

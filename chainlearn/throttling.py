@@ -16,8 +16,9 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from caching import backend, keys
-from caching.backend import CacheUnavailable
+from caching import keys
+from caching.connection import CacheUnavailable, guarded
+from caching.scripts import Script
 
 logger = logging.getLogger("chainlearn.throttling")
 
@@ -27,6 +28,25 @@ FAIL_OPEN = Counter(
     ["scope"],
 )
 LIMITED = Counter("rate_limited_total", "Requests refused with 429.", ["scope"])
+
+# INCR a fixed-window counter, starting its window on the first hit. One round trip.
+# KEYS: counter. ARGV: window ms. Returns {count, ms left in the window}.
+COUNT_HIT = Script("""
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {count, left}
+""")
+
+
+def count_hit(key: str, window_ms: int) -> tuple[int, int]:
+    """Count one request in ``key``'s window; returns (requests so far, ms until reset)."""
+    count, left = guarded("ratelimit", "count", lambda c: COUNT_HIT(c, [key], [window_ms]))
+    return int(count), int(left)
 
 
 class RedisWindowThrottle(BaseThrottle):
@@ -42,7 +62,7 @@ class RedisWindowThrottle(BaseThrottle):
         limit, window = settings.RATE_LIMITS[self.scope]
         key = keys.rate_limit_key(self.scope, self.identity(request))
         try:
-            count, left_ms = backend.count_hit(key, window * 1000)
+            count, left_ms = count_hit(key, window * 1000)
         except CacheUnavailable:
             FAIL_OPEN.labels(self.scope).inc()
             logger.warning("rate limit %s skipped: Redis unavailable", self.scope)

@@ -7,9 +7,9 @@ from django.urls import URLPattern, URLResolver, include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from caching.metrics_view import metrics
 from chainlearn import health
 from chainlearn.api import error_body
+from chainlearn.metrics_view import metrics
 from courses import urls as courses_urls
 from credentials import urls as credentials_urls
 from rewards import urls as rewards_urls

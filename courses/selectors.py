@@ -2,7 +2,7 @@
 
 ``course_list`` and ``course_detail`` back the cached hot paths: they return plain JSON data
 (string ids, ISO timestamps) and nothing specific to the caller, so one cache entry can serve
-everyone. List items carry the anonymous ``isEnrolled: false`` (served as stored to
+everyone. List items and the detail carry the anonymous ``isEnrolled: false`` (served as stored to
 anonymous callers); a signed-in caller's own value replaces it per request, from
 ``enrolled_course_ids``.
 """
@@ -16,7 +16,8 @@ from django.db import connection
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 
-from chainlearn.api import Forbidden, NotFound, iso
+from chainlearn.errors import Forbidden, NotFound
+from chainlearn.formats import iso
 from courses.models import Course, Enrollment, Module, Quiz
 
 
@@ -80,8 +81,9 @@ def course_detail(*, course_id: uuid.UUID) -> dict[str, Any] | None:
     """An active course with its enrollment count and ordered modules, or None.
 
     Returns ``{id, title, description, difficulty, isActive, enrolledCount, contentHash,
-    modules: [{id, title, order, quizId}], createdAt}`` (``quizId`` is None for a module
-    without a quiz) in two queries, or None (one query) when the course is unknown or inactive.
+    modules: [{id, title, order, quizId}], createdAt, isEnrolled: false}`` (``quizId`` is
+    None for a module without a quiz) in two queries, or None (one query) when the course
+    is unknown or inactive.
     """
     course = (
         Course.objects.filter(pk=course_id, is_active=True)
@@ -123,6 +125,7 @@ def course_detail(*, course_id: uuid.UUID) -> dict[str, Any] | None:
             for module in modules
         ],
         "createdAt": iso(course["created_at"]),
+        "isEnrolled": False,  # the anonymous view; never a caller's own value
     }
 
 

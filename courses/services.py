@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from chainlearn.api import Conflict, Forbidden, NotFound, constraint_name
+from chainlearn.errors import Conflict, Forbidden, NotFound, constraint_name
 from courses.models import Course, Enrollment, Quiz, QuizSubmission
 from users.models import User
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from chainlearn.api import iso
+from chainlearn.formats import iso
 from credentials.models import Credential
 
 

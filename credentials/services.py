@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from chainlearn.api import Conflict, Forbidden, NotFound, constraint_name
+from chainlearn.errors import Conflict, Forbidden, NotFound, constraint_name
 from courses.models import Course, Enrollment, QuizSubmission
 from credentials.models import Credential
 from users.models import User

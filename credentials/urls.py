@@ -1,9 +1,8 @@
 from django.urls import path
 
-from chainlearn.fastpath import hot_read
-from credentials import views
+from credentials.views import CredentialViewSet
 
 urlpatterns = [
-    path("credentials", hot_read(views.CredentialListView), name="credentials-list"),
-    path("credentials/mint", views.MintView.as_view(), name="credentials-mint"),
+    path("credentials", CredentialViewSet.as_view({"get": "list"}), name="credentials-list"),
+    path("credentials/mint", CredentialViewSet.as_view({"post": "mint"}), name="credentials-mint"),
 ]

@@ -4,25 +4,38 @@ from __future__ import annotations
 
 from typing import cast
 
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from caching.managers import credential_list_cache
-from chainlearn.api import ok, ok_json
+from chainlearn.api import ok
+from chainlearn.caches import credential_list_cache
+from chainlearn.hot_reads import HotRead, HotReadViewSet, no_params
 from chainlearn.schema import UNAUTHORIZED, envelope, error
 from credentials import services
 from credentials.serializers import CredentialItemSerializer, MintResultSerializer, MintSerializer
-from users.authentication import cached_for_token
 from users.models import User
 
+CREDENTIALS = HotRead(
+    credential_list_cache,
+    no_params,
+    per_user=True,
+    schema=extend_schema(
+        operation_id="credentials_list",
+        tags=["credentials"],
+        summary="The caller's credentials (revoked ones flagged), newest first",
+        responses={
+            200: envelope("CredentialListEnvelope", CredentialItemSerializer(many=True)),
+            401: UNAUTHORIZED,
+        },
+    ),
+)
 
-class MintView(APIView):
-    permission_classes = [IsAuthenticated]
+
+# The caller's credentials (a cached hot read), and minting one.
+class CredentialViewSet(HotReadViewSet):
+    hot_reads = {"list": CREDENTIALS}
 
     @extend_schema(
         operation_id="credentials_mint",
@@ -38,7 +51,7 @@ class MintView(APIView):
             409: error("CONFLICT: a credential for this course was already minted."),
         },
     )
-    def post(self, request: Request) -> Response:
+    def mint(self, request: Request) -> Response:
         serializer = MintSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         credential = services.credential_mint(
@@ -50,25 +63,3 @@ class MintView(APIView):
             "message": "Course completion credential issued successfully",
         }
         return ok(request, data, status_code=status.HTTP_201_CREATED)
-
-
-class CredentialListView(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @staticmethod
-    def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and credentials in the cache: one round trip, outside DRF."""
-        found = cached_for_token(request, credential_list_cache)
-        return None if found is None else ok_json(request, found[0])
-
-    @extend_schema(
-        operation_id="credentials_list",
-        tags=["credentials"],
-        summary="The caller's credentials (revoked ones flagged), newest first",
-        responses={
-            200: envelope("CredentialListEnvelope", CredentialItemSerializer(many=True)),
-            401: UNAUTHORIZED,
-        },
-    )
-    def get(self, request: Request) -> HttpResponse:
-        return ok_json(request, credential_list_cache.get_json(user_id=request.user.pk))

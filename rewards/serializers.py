@@ -7,7 +7,7 @@ import re
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from chainlearn.api import InvalidInput
+from chainlearn.errors import InvalidInput
 from chainlearn.fields import StrictUUIDField
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"

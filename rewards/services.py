@@ -12,14 +12,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from chainlearn.api import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    NotFound,
-    constraint_name,
-    error_body,
-)
+from chainlearn.api import error_body
+from chainlearn.errors import Conflict, DomainError, Forbidden, NotFound, constraint_name
 from courses.models import QuizSubmission
 from rewards.models import IdempotencyRecord, Reward
 from users.models import User

@@ -1,9 +1,8 @@
 from django.urls import path
 
-from chainlearn.fastpath import hot_read
-from rewards import views
+from rewards.views import RewardViewSet
 
 urlpatterns = [
-    path("rewards/claim", views.ClaimView.as_view(), name="rewards-claim"),
-    path("rewards/history", hot_read(views.HistoryView), name="rewards-history"),
+    path("rewards/claim", RewardViewSet.as_view({"post": "claim"}), name="rewards-claim"),
+    path("rewards/history", RewardViewSet.as_view({"get": "history"}), name="rewards-history"),
 ]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Mapping
+from typing import Any, cast
 
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.permissions import IsAuthenticated
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.throttling import BaseThrottle
 
-from caching.managers import reward_history_cache
-from chainlearn.api import ok, ok_json, page_params, split_page
+from chainlearn.api import ok, page_params
+from chainlearn.caches import reward_history_cache
+from chainlearn.hot_reads import HotRead, HotReadViewSet
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import ClaimRateThrottle
 from rewards import services
@@ -24,7 +28,6 @@ from rewards.serializers import (
     RewardHistoryItemSerializer,
     idempotency_key,
 )
-from users.authentication import cached_for_token
 from users.models import User
 
 PAGE_PARAMETERS = [
@@ -33,9 +36,36 @@ PAGE_PARAMETERS = [
 ]
 
 
-class ClaimView(APIView):
-    permission_classes = [IsAuthenticated]
-    throttle_classes = [ClaimRateThrottle]
+def history_params(query: Mapping[str, str], path: Mapping[str, Any]) -> dict[str, Any]:
+    return page_params(query)
+
+
+HISTORY = HotRead(
+    reward_history_cache,
+    history_params,
+    per_user=True,
+    schema=extend_schema(
+        operation_id="rewards_history",
+        tags=["rewards"],
+        summary="The caller's claimed rewards, newest first",
+        parameters=PAGE_PARAMETERS,
+        responses={
+            200: envelope(
+                "RewardHistoryEnvelope", RewardHistoryItemSerializer(many=True), paginated=True
+            ),
+            400: error("VALIDATION_ERROR: page or limit out of range or not an integer."),
+            401: UNAUTHORIZED,
+        },
+    ),
+)
+
+
+# Claims (rate-limited per caller) and the caller's history (a cached hot read).
+class RewardViewSet(HotReadViewSet):
+    hot_reads = {"history": HISTORY}
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [ClaimRateThrottle()] if self.action == "claim" else []
 
     @extend_schema(
         operation_id="rewards_claim",
@@ -71,7 +101,7 @@ class ClaimView(APIView):
             429: rate_limited("claims", "claim attempts by the caller"),
         },
     )
-    def post(self, request: Request) -> Response:
+    def claim(self, request: Request) -> Response:
         serializer = ClaimSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         key = idempotency_key(request)
@@ -93,42 +123,3 @@ class ClaimView(APIView):
         if outcome.replayed:
             response["Idempotent-Replayed"] = "true"
         return response
-
-
-class HistoryView(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @staticmethod
-    def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and this history page in the cache: one round trip, outside
-        DRF."""
-        params = page_params(request)
-        found = cached_for_token(
-            request, reward_history_cache, page=params.page, limit=params.limit
-        )
-        if found is None:
-            return None
-        items, total = split_page(found[0])
-        return ok_json(request, items, pagination=params.pagination(total))
-
-    @extend_schema(
-        operation_id="rewards_history",
-        tags=["rewards"],
-        summary="The caller's claimed rewards, newest first",
-        parameters=PAGE_PARAMETERS,
-        responses={
-            200: envelope(
-                "RewardHistoryEnvelope", RewardHistoryItemSerializer(many=True), paginated=True
-            ),
-            400: error("VALIDATION_ERROR: page or limit out of range or not an integer."),
-            401: UNAUTHORIZED,
-        },
-    )
-    def get(self, request: Request) -> HttpResponse:
-        params = page_params(request)
-        items, total = split_page(
-            reward_history_cache.get_json(
-                user_id=request.user.pk, page=params.page, limit=params.limit
-            )
-        )
-        return ok_json(request, items, pagination=params.pagination(total))

@@ -19,10 +19,10 @@ from users.models import User
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
-    from caching import backend, refresh
+    from caching import connection, refresh
 
     get_redis_connection("default").flushdb()
-    backend.breaker.reset()
+    connection.breaker.reset()
     yield
     refresh.stop()  # background reloads done, their database connections closed
 
@@ -58,18 +58,18 @@ def client_for(user: User) -> APIClient:
 @pytest.fixture
 def use_redis(settings: Any) -> Iterator[Any]:
     """Point the caching layer at another Redis URL (a private server or a closed port)."""
-    from caching import backend
+    from caching import connection
 
     def point(url: str) -> None:
         caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
         caches["default"]["LOCATION"] = url
         settings.CACHES = caches
-        backend.reset_client()
-        backend.breaker.reset()
+        connection.reset_client()
+        connection.breaker.reset()
 
     yield point
-    backend.reset_client()
-    backend.breaker.reset()
+    connection.reset_client()
+    connection.breaker.reset()
 
 
 @pytest.fixture

@@ -45,3 +45,32 @@ def management(prefix: str, total: int, initial: int = 0, maximum: int = 1000) -
         f"{prefix}-MIN_NUM_FORMS": "0",
         f"{prefix}-MAX_NUM_FORMS": str(maximum),
     }
+
+
+class CacheCounts:
+    """This process's cache counters for one namespace (``/metrics``' own), counted from
+    when the object was made: ``counts.now()`` → ``{"hits", "misses", "stale", "waits"}``."""
+
+    NAMES = {
+        "hits": "cache_hits_total",
+        "misses": "cache_misses_total",
+        "stale": "cache_stale_served_total",
+        "waits": "cache_fill_waits_total",
+    }
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        from prometheus_client import REGISTRY
+
+        labels = {"namespace": self.namespace}
+        return {
+            kind: REGISTRY.get_sample_value(name, labels) or 0.0
+            for kind, name in self.NAMES.items()
+        }
+
+    def now(self) -> dict[str, int]:
+        current = self._read()
+        return {kind: int(current[kind] - self.start[kind]) for kind in self.NAMES}

@@ -9,9 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from caching import backend, keys, refresh
-from caching.managers import course_detail_cache, course_list_cache
+from caching import entries, refresh
+from caching.entries import LEASE
+from caching.manager import fresh_ms
+from chainlearn.caches import course_detail_cache, course_list_cache
 from tests.factories import course_with_modules
+from tests.helpers import CacheCounts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,8 +53,12 @@ def concurrently(count, fn):
         return list(pool.map(run, range(count)))
 
 
-def stats(redis_client, namespace):
-    return {k.decode(): int(v) for k, v in redis_client.hgetall(keys.stats_key(namespace)).items()}
+def list_page():
+    return course_list_cache.read({"difficulty": None, "page": 1, "limit": 20})
+
+
+def detail(course):
+    return course_detail_cache.read({"course_id": course.id}).value()
 
 
 def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, settings):
@@ -59,16 +66,17 @@ def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, s
     course_with_modules(1)
     counter = LoadCounter()
     monkeypatch.setattr(course_list_cache, "after_load", counter)
+    counts = CacheCounts("courses:list")
 
-    results = concurrently(20, lambda: course_list_cache.get(difficulty=None, page=1, limit=20))
+    results = concurrently(20, list_page)
 
     assert counter.loads == 1
     assert all(result == results[0] for result in results)
-    assert results[0]["total"] == 1
-    counts = stats(redis_client, "courses:list")
+    assert results[0].total == 1
+    seen = counts.now()
     # Requests that looked up after the store are plain hits; the rest waited for the fill.
-    assert (counts["misses"], counts["hits"]) == (1, 19)
-    assert counts.get("waits", 0) <= 19
+    assert (seen["misses"], seen["hits"]) == (1, 19)
+    assert seen["waits"] <= 19
 
 
 def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):
@@ -78,18 +86,20 @@ def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):
     counter = LoadCounter(hold=True)
     monkeypatch.setattr(course_list_cache, "after_load", counter)
     pollers, lock = set(), threading.Lock()
-    real_poll = backend.poll
+    real_lookup = entries.lookup
 
-    def spy_poll(*args, **kwargs):
-        with lock:
-            pollers.add(threading.get_ident())
-            if len(pollers) == 9:
-                counter.release.set()
-        return real_poll(*args, **kwargs)
+    def spy_lookup(slots, modes, **kwargs):
+        found = real_lookup(slots, modes, **kwargs)
+        if found[0].state == "wait":  # a request that found the fill under way, polling
+            with lock:
+                pollers.add(threading.get_ident())
+                if len(pollers) == 9:
+                    counter.release.set()
+        return found
 
-    monkeypatch.setattr(backend, "poll", spy_poll)
+    monkeypatch.setattr(entries, "lookup", spy_lookup)
 
-    results = concurrently(10, lambda: course_list_cache.get(difficulty=None, page=1, limit=20))
+    results = concurrently(10, list_page)
 
     assert counter.loads == 1
     assert len(pollers) == 9
@@ -106,16 +116,17 @@ def test_a_dead_filler_is_taken_over_within_the_lease_timeout(monkeypatch, setti
 
     monkeypatch.setattr(course_detail_cache, "after_load", die)
     with pytest.raises(SystemExit):
-        course_detail_cache.get(course_id=course.id)  # holds the lease and never stores
+        detail(course)  # holds the lease and never stores
     monkeypatch.setattr(course_detail_cache, "after_load", None)
 
     started = time.monotonic()
-    value = course_detail_cache.get(course_id=course.id)
+    value = detail(course)
     waited = time.monotonic() - started
 
     assert value["title"] == "Takeover"
     assert waited < settings.CACHE_FILL_WAIT_MS / 1000  # took over; never waited the full bound
-    found = backend.lookup(course_detail_cache.slot({"course_id": course.id}), lease_ms=1000)
+    slot = course_detail_cache.slot({"course_id": course.id})
+    (found,) = entries.lookup([slot], [LEASE], lease_ms=1000)
     assert found.state == "hit"  # and the taker-over stored the entry
 
 
@@ -127,18 +138,18 @@ def test_waiters_give_up_after_the_wait_bound(monkeypatch, settings):
         course_detail_cache, "after_load", lambda: (_ for _ in ()).throw(SystemExit())
     )
     with pytest.raises(SystemExit):
-        course_detail_cache.get(course_id=course.id)
+        detail(course)
     monkeypatch.setattr(course_detail_cache, "after_load", None)
 
     started = time.monotonic()
-    assert course_detail_cache.get(course_id=course.id)["title"] == "Bounded"
+    assert detail(course)["title"] == "Bounded"
     assert time.monotonic() - started < 1.0
 
 
 def expire_entries(monkeypatch, seconds):
     """Move the caching layer's clock past the TTL (Redis keeps the entries for the grace)."""
-    real = backend.now_ms
-    monkeypatch.setattr(backend, "now_ms", lambda: real() + seconds * 1000)
+    real = entries.now_ms
+    monkeypatch.setattr(entries, "now_ms", lambda: real() + seconds * 1000)
 
 
 def change_description_without_invalidating(course, text):
@@ -153,82 +164,79 @@ def test_expired_entry_is_served_stale_while_exactly_one_reload_runs_after_the_r
     monkeypatch, redis_client, settings
 ):
     course = course_with_modules(1, description="old")
-    course_detail_cache.get(course_id=course.id)
+    detail(course)
     change_description_without_invalidating(course, "new")
     expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
     counter = LoadCounter(hold=True)
     monkeypatch.setattr(course_detail_cache, "after_load", counter)
 
     # All 8 answer while the one reload is still held: nobody waits for the database.
-    results = concurrently(8, lambda: course_detail_cache.get(course_id=course.id)["description"])
+    counts = CacheCounts("courses:detail")
+    results = concurrently(8, lambda: detail(course)["description"])
 
     assert results == ["old"] * 8
     assert counter.loading.wait(TIMEOUT)  # the lease winner's reload, in the background
     counter.release.set()
     refresh.drain()
     assert counter.loads == 1
-    assert stats(redis_client, "courses:detail")["stale"] == 8
+    assert counts.now()["stale"] == 8
     monkeypatch.setattr(course_detail_cache, "after_load", None)
-    assert course_detail_cache.get(course_id=course.id)["description"] == "new"
-    assert stats(redis_client, "courses:detail")["stale"] == 8
+    assert detail(course)["description"] == "new"
+    assert counts.now()["stale"] == 8
 
 
 def test_reload_queue_full_reloads_inline(monkeypatch, settings):
     settings.CACHE_REFRESH_QUEUE = 0
     course = course_with_modules(1, description="old")
-    course_detail_cache.get(course_id=course.id)
+    detail(course)
     change_description_without_invalidating(course, "new")
     expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
     counter = LoadCounter()
     monkeypatch.setattr(course_detail_cache, "after_load", counter)
 
-    assert course_detail_cache.get(course_id=course.id)["description"] == "old"
+    assert detail(course)["description"] == "old"
     assert counter.loads == 1  # reloaded before answering, not queued
-    assert course_detail_cache.get(course_id=course.id)["description"] == "new"
+    assert detail(course)["description"] == "new"
 
 
 def test_write_during_background_reload_wins(monkeypatch, settings):
     course = course_with_modules(1, title="old")
-    course_detail_cache.get(course_id=course.id)
+    detail(course)
     expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
     counter = LoadCounter(hold=True)
     monkeypatch.setattr(course_detail_cache, "after_load", counter)
-    assert course_detail_cache.get(course_id=course.id)["title"] == "old"
+    assert detail(course)["title"] == "old"
     assert counter.loading.wait(TIMEOUT)  # the reload has read "old" and is held
     course.title = "written"
     course.save(update_fields=["title"])  # commits and bumps the course's generation
     counter.release.set()
     refresh.drain()
     monkeypatch.setattr(course_detail_cache, "after_load", None)
-    assert course_detail_cache.get(course_id=course.id)["title"] == "written"
+    assert detail(course)["title"] == "written"
 
 
 def test_invalidated_entry_is_never_served_stale(monkeypatch, settings):
     course = course_with_modules(1, title="before")
-    course_detail_cache.get(course_id=course.id)
+    detail(course)
     expire_entries(monkeypatch, settings.CACHE_TTLS["courses:detail"] + 1)
     course.title = "after"
     course.save(update_fields=["title"])
 
-    results = concurrently(8, lambda: course_detail_cache.get(course_id=course.id)["title"])
+    results = concurrently(8, lambda: detail(course)["title"])
 
     assert results == ["after"] * 8
 
 
 def test_entry_past_ttl_and_grace_is_gone(redis_client, settings):
     course = course_with_modules(1)
-    course_detail_cache.get(course_id=course.id)
-    [key] = [
-        k for k in redis_client.keys("chainlearn:courses:detail:v*") if not k.endswith(b":lease")
-    ]
+    detail(course)
+    [key] = redis_client.keys("chainlearn:courses:detail:v*")
     ttl_ms = redis_client.pttl(key)
     expected = (settings.CACHE_TTLS["courses:detail"] + settings.CACHE_STALE_GRACE) * 1000
     assert expected - 2000 < ttl_ms <= expected
 
 
 def test_freshness_is_jittered_below_the_ttl_never_above(settings):
-    from caching.registry import fresh_ms
-
     settings.CACHE_TTL_JITTER = 0.2
     samples = {fresh_ms(10_000) for _ in range(500)}
     assert min(samples) >= 8_000 and max(samples) <= 10_000

@@ -1,50 +1,102 @@
-"""Keys: the Lua scripts and keys.py agree; only validated parameters reach a key."""
+"""Keys: every key comes from keys.py, scripts touch only the keys they are given, an entry
+key is fixed (its stamp travels in the value), and only validated parameters reach a key."""
+
+import re
 
 import pytest
 
-from caching import backend, keys
-from caching.managers import course_list_cache, progress_cache
-from tests.factories import UserFactory
+from caching import entries, keys, scripts
+from caching.entries import LEASE, Frame
+from chainlearn.caches import course_list_cache, principal_cache, progress_cache
+from chainlearn.throttling import COUNT_HIT
+from tests.factories import CourseFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+SCRIPTS = {
+    "LOOKUP": scripts.LOOKUP,
+    "STORE": scripts.STORE,
+    "RELEASE": scripts.RELEASE,
+    "COUNT_HIT": COUNT_HIT.source,
+}
+# Commands whose first argument is a key name.
+_KEY_COMMAND = re.compile(r"redis\.call\('(\w+)',\s*([^,)]+)")
 
-def test_lookup_builds_the_key_that_keys_py_builds(redis_client):
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_scripts_touch_only_keys_they_are_given(name):
+    calls = _KEY_COMMAND.findall(SCRIPTS[name])
+    assert calls, "no redis.call found: the pattern no longer matches the scripts"
+    for command, key in calls:
+        assert re.fullmatch(r"KEYS\[[^\]]+\]", key.strip()), f"{name}: {command} on {key}"
+    # No key name is built inside Lua: no literal with a key's ``:`` separator to join.
+    assert not re.search(r"'[^']*:[^']*'", SCRIPTS[name])
+
+
+def test_lookup_reads_the_fixed_key_that_keys_py_builds(redis_client):
     redis_client.set(keys.epoch_key(), 3)
     redis_client.set(keys.generation_key("courses:list"), 7)
-    slot = course_list_cache.slot({"difficulty": None, "page": 2, "limit": 5})
+    params = {"difficulty": None, "page": 2, "limit": 5}
+    slot = course_list_cache.slot(params)
 
-    found = backend.lookup(slot, lease_ms=1000)
+    (found,) = entries.lookup([slot], [LEASE], lease_ms=1000)
 
     expected = keys.entry_key(
-        keys.entry_head("courses:list", course_list_cache.version, keys.ALL),
-        keys.stamp(3, 7, 7),
-        keys.params({"difficulty": None, "page": 2, "limit": 5}),
+        "courses:list", course_list_cache.version, keys.ALL, keys.params(params)
     )
-    assert found.key == expected
+    assert slot.key == expected
     assert found.state == "fill"
+    assert found.stamp == "3.7.7"  # epoch, namespace, scope (for a shared entry: the same)
     assert redis_client.exists(keys.lease_key(expected))
 
 
-def test_per_user_keys_carry_the_user_and_payload_version():
+def list_stamp(redis_client):
+    gen = int(redis_client.get(keys.generation_key("courses:list")) or 0)
+    return f"{int(redis_client.get(keys.epoch_key()) or 0)}.{gen}.{gen}"
+
+
+def test_a_stale_stamp_is_a_miss_and_the_next_fill_overwrites_in_place(redis_client, api):
+    CourseFactory(title="First")
+    api.get("/api/v1/courses")
+    [key] = redis_client.keys("chainlearn:courses:list:v*")
+    filled = Frame.decode(redis_client.get(key))
+    assert filled.stamp == list_stamp(redis_client)
+
+    CourseFactory(title="Second")  # bumps the namespace's generation
+    assert list_stamp(redis_client) != filled.stamp
+    assert b"Second" in api.get("/api/v1/courses").content  # the old stamp was a miss
+
+    # Same key, new stamp: no orphan waits for its TTL.
+    assert redis_client.keys("chainlearn:courses:list:v*") == [key]
+    assert Frame.decode(redis_client.get(key)).stamp == list_stamp(redis_client)
+
+
+def test_per_user_and_principal_keys_carry_the_user_and_payload_version():
     user = UserFactory()
     slot = progress_cache.slot({"user_id": user.id})
-    assert slot.head == f"chainlearn:users:progress:v{progress_cache.version}:{user.id}:"
+    assert slot.key == f"chainlearn:users:progress:v{progress_cache.version}:{user.id}:"
     assert slot.scope_gen_key == f"chainlearn:users:progress:gen:{user.id}"
 
+    principal = principal_cache.slot({"user_id": user.id, "key_hash": "ab" * 32})
+    assert principal.key == (
+        f"chainlearn:users:principal:v{principal_cache.version}:{user.id}:key_hash={'ab' * 32}"
+    )
+    assert principal.scope_gen_key == f"chainlearn:users:principal:gen:{user.id}"
 
-def test_values_are_json_not_pickle(redis_client, api):
-    from tests.factories import CourseFactory
 
+def test_values_are_framed_json_not_pickle(redis_client, api):
     CourseFactory(title="Plain JSON")
     api.get("/api/v1/courses")
-    [key] = [
-        k for k in redis_client.keys("chainlearn:courses:list:v*") if not k.endswith(b":lease")
-    ]
+    [key] = redis_client.keys("chainlearn:courses:list:v*")
     raw = redis_client.get(key)
-    fresh_until, payload = raw.split(b"\n", 1)
+
+    head, payload = raw.split(b"\n", 1)
+    fresh_until, stamp, total = head.split(b" ")
     assert fresh_until.isdigit()
-    assert payload.startswith(b'{"items":[{')
+    assert stamp.decode() == list_stamp(redis_client)
+    assert total == b"1"
+    # The page's items as they go into the envelope: no wrapper to cut off at read time.
+    assert payload.startswith(b'[{"id":')
     assert b"Plain JSON" in payload
 
 

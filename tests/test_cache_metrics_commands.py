@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 
 from caching import keys
+from caching.stats import counts_from_text
 from caching.tasks import cache_warm
 from tests.factories import CourseFactory, course_with_modules
 
@@ -22,9 +23,7 @@ def run(*args):
 
 
 def entry_keys(redis_client, namespace):
-    return [
-        k for k in redis_client.keys(keys.entry_pattern(namespace)) if not k.endswith(b":lease")
-    ]
+    return redis_client.keys(keys.entry_pattern(namespace))
 
 
 @pytest.fixture
@@ -94,17 +93,59 @@ def test_cache_flush_all_rewarms_shared_entries(
     assert redis_client.dbsize() > 0  # never FLUSHDB
 
 
+def stats_rows(*args):
+    output = run("cache_stats", *args)
+    header, *lines = output.splitlines()
+    names = header.split()[1:]
+    return {line.split()[0]: dict(zip(names, line.split()[1:], strict=True)) for line in lines}
+
+
 def test_cache_stats_numbers_match_the_requests(catalogue, api):
+    before = stats_rows()
     for _ in range(3):
         api.get("/api/v1/courses")  # 1 miss, 2 hits
     api.get(f"/api/v1/courses/{catalogue[0].id}")  # 1 miss
-    output = run("cache_stats")
-    rows = {line.split()[0]: line.split() for line in output.splitlines()[1:]}
-    assert rows["courses:list"][1:5] == ["2", "1", "0.667", "0"]
-    assert rows["courses:list"][6] == "1"  # one live key
-    assert int(rows["courses:list"][7]) > 0
-    assert rows["courses:detail"][1:4] == ["0", "1", "0.000"]
-    assert rows["users:progress"][1:3] == ["0", "0"]
+    after = stats_rows()
+
+    def grew(namespace, column):
+        return int(after[namespace][column]) - int(before[namespace][column])
+
+    assert (grew("courses:list", "hits"), grew("courses:list", "misses")) == (2, 1)
+    assert (grew("courses:detail", "hits"), grew("courses:detail", "misses")) == (0, 1)
+    assert (grew("users:progress", "hits"), grew("users:progress", "misses")) == (0, 0)
+    assert after["courses:list"]["keys"] == "1"  # one live key
+    assert after["courses:list"]["outdated"] == "0"
+    assert int(after["courses:list"]["bytes"]) > 0
+
+
+def test_cache_stats_agrees_with_metrics(catalogue, api, settings):
+    settings.METRICS_TOKEN = "t" * 32
+    for _ in range(3):
+        api.get("/api/v1/courses")
+    text = scrape(api, HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}").content.decode()
+    rows = stats_rows("--namespace", "courses:list")
+    assert int(rows["courses:list"]["hits"]) == metric(text, "cache_hits_total", "courses:list")
+    assert int(rows["courses:list"]["misses"]) == metric(text, "cache_misses_total", "courses:list")
+    # Across hosts, the command sums each host's /metrics text.
+    summed = counts_from_text([text, text])
+    assert summed["courses:list"]["hits"] == 2 * metric(text, "cache_hits_total", "courses:list")
+
+
+def test_cache_stats_separates_current_keys_from_outdated_ones(catalogue, api):
+    api.get("/api/v1/courses")
+    api.get("/api/v1/courses?difficulty=advanced")
+    assert (stats_rows()["courses:list"]["keys"], stats_rows()["courses:list"]["outdated"]) == (
+        "2",
+        "0",
+    )
+
+    run("cache_flush", "--namespace", "courses:list", "--no-warm")
+    rows = stats_rows()["courses:list"]
+    assert (rows["keys"], rows["outdated"]) == ("0", "2")  # never served, wait for a fill
+
+    api.get("/api/v1/courses")  # overwrites its entry in place
+    rows = stats_rows()["courses:list"]
+    assert (rows["keys"], rows["outdated"]) == ("1", "1")
 
 
 def scrape(api, **headers):

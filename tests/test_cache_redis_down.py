@@ -7,7 +7,7 @@ import time
 import pytest
 from redis.connection import AbstractConnection
 
-from caching import backend
+from caching import connection
 from tests.conftest import client_for
 from tests.factories import course_with_modules, learner_with_history
 from tests.redis_server import free_port
@@ -58,7 +58,7 @@ def test_closed_port_every_hot_path_serves_from_database(
         response = client.get(path)
         assert response.status_code == 200, (path, response.content)
         assert response.json()["data"]
-    assert backend.breaker.state == backend.breaker.OPEN
+    assert connection.breaker.state == connection.breaker.OPEN
     attempts_until_open = len(connect_attempts)
     assert attempts_until_open >= settings.CACHE_BREAKER_THRESHOLD
 
@@ -66,7 +66,7 @@ def test_closed_port_every_hot_path_serves_from_database(
     for path in hot_paths(course):
         assert client.get(path).status_code == 200
     assert len(connect_attempts) == attempts_until_open  # no connection was attempted
-    assert backend.breaker.state == backend.breaker.OPEN
+    assert connection.breaker.state == connection.breaker.OPEN
     assert time.perf_counter() - started < 5
 
 
@@ -88,13 +88,13 @@ def test_stopped_redis_then_restarted(
     private_redis.stop()
     for path in hot_paths(course):
         assert client.get(path).status_code == 200
-    assert backend.breaker.state == backend.breaker.OPEN
+    assert connection.breaker.state == connection.breaker.OPEN
 
     private_redis.start()
-    monkeypatch.setattr(backend.breaker, "cooldown", 0)
+    monkeypatch.setattr(connection.breaker, "cooldown", 0)
     for path in hot_paths(course):
         assert client.get(path).status_code == 200
-    assert backend.breaker.state == backend.breaker.CLOSED
+    assert connection.breaker.state == connection.breaker.CLOSED
     api.get("/api/v1/courses")
     with django_assert_num_queries(0):  # the cache serves again
         assert api.get("/api/v1/courses").status_code == 200
@@ -116,11 +116,11 @@ def test_invalidation_lost_while_redis_was_frozen_leaves_nothing_stale(
         assert client.get(path).json()["data"]["title"] == "Changed during the outage"
     finally:
         private_redis.resume()
-    monkeypatch.setattr(backend.breaker, "cooldown", 0)
+    monkeypatch.setattr(connection.breaker, "cooldown", 0)
 
     assert client.get(path).json()["data"]["title"] == "Changed during the outage"
     assert client.get(path).json()["data"]["title"] == "Changed during the outage"
-    assert backend.breaker.state == backend.breaker.CLOSED
+    assert connection.breaker.state == connection.breaker.CLOSED
 
 
 def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
@@ -136,10 +136,10 @@ def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
         course.save(update_fields=["title"])
     finally:
         private_redis.resume()
-    assert backend.breaker.state == backend.breaker.CLOSED  # one failure: still closed
-    assert backend.breaker.needs_epoch_bump is True
+    assert connection.breaker.state == connection.breaker.CLOSED  # one failure: still closed
+    assert connection.breaker.needs_epoch_bump is True
     assert client.get(path).json()["data"]["title"] == "One lost bump"
-    assert backend.breaker.needs_epoch_bump is False
+    assert connection.breaker.needs_epoch_bump is False
 
 
 def test_write_in_a_process_whose_breaker_is_open_still_invalidates(world, api):
@@ -147,11 +147,11 @@ def test_write_in_a_process_whose_breaker_is_open_still_invalidates(world, api):
     _, course = world
     path = f"/api/v1/courses/{course.id}"
     api.get(path)
-    backend.breaker.state = backend.breaker.OPEN
-    backend.breaker.opened_at = time.monotonic()
+    connection.breaker.state = connection.breaker.OPEN
+    connection.breaker.opened_at = time.monotonic()
 
     course.title = "Written while this process skipped Redis"
     course.save(update_fields=["title"])
 
-    backend.breaker.reset()  # as another process that never opened its breaker
+    connection.breaker.reset()  # as another process that never opened its breaker
     assert api.get(path).json()["data"]["title"] == "Written while this process skipped Redis"

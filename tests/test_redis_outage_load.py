@@ -306,7 +306,7 @@ def test_a_write_in_a_worker_whose_breaker_is_open_still_invalidates_for_the_oth
     """
     from rest_framework.test import APIClient
 
-    from caching import backend
+    from caching import connection
     from tests.factories import token_for
 
     srv = service
@@ -322,11 +322,11 @@ def test_a_write_in_a_worker_whose_breaker_is_open_still_invalidates_for_the_oth
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_for(learner)}")
     private_server.pause()
     try:
-        for _ in range(backend.breaker.threshold):
+        for _ in range(connection.breaker.threshold):
             assert client.get("/api/v1/users/me/progress").status_code == 200
     finally:
         private_server.resume()
-    assert backend.breaker.state == backend.breaker.OPEN
+    assert connection.breaker.state == connection.breaker.OPEN
 
     assert client.post(f"{path}/enroll").status_code == 201
 

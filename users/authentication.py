@@ -8,9 +8,8 @@ from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
-from caching.managers import principal_cache
-from caching.registry import CacheManager
-from users.models import User, hash_token
+from chainlearn.caches import principal_cache
+from users.models import User, hash_token, token_user_id
 from users.principal import to_user
 
 
@@ -26,17 +25,14 @@ def bearer_token(request: HttpRequest | Request) -> str | None:
     return raw if 20 <= len(raw) <= 128 else None
 
 
-def cached_for_token(
-    request: HttpRequest, manager: CacheManager, **params: Any
-) -> tuple[bytes, str] | None:
-    """(``manager``'s JSON for ``params``, the caller's user id) for the request's bearer
-    token, in one Redis round trip (``CacheManager.json_as``): None when there is no
-    well-formed token or the token's principal or the entry is not in the cache, and the
-    caller takes the full path (DRF authentication, then the manager's read)."""
+def principal_params(request: HttpRequest | Request) -> dict[str, Any] | None:
+    """The ``users:principal`` entry's parameters for the request's bearer token, or None
+    when there is no well-formed token. ``user_id`` is None for a token that names no user
+    (issued before tokens did): its principal is loaded, never cached."""
     raw = bearer_token(request)
     if raw is None:
         return None
-    return manager.json_as(principal_cache, {"key_hash": hash_token(raw)}, **params)
+    return {"user_id": token_user_id(raw), "key_hash": hash_token(raw)}
 
 
 class BearerTokenAuthentication(BaseAuthentication):
@@ -49,13 +45,16 @@ class BearerTokenAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[User, str] | None:
-        raw = bearer_token(request)
-        if raw is None:
+        params = principal_params(request)
+        if params is None:
             return None
-        principal = principal_cache.get(key_hash=hash_token(raw))
-        if principal is None:
+        if params["user_id"] is None:
+            served = principal_cache.load(params)
+        else:
+            served = principal_cache.read(params)
+        if served.missing:
             return None
-        return to_user(principal), raw
+        return to_user(served.value()), cast(str, bearer_token(request))
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"

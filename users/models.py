@@ -50,6 +50,21 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def token_user_id(raw: str) -> uuid.UUID | None:
+    """The user id a token names (``<user id hex>.<secret>``), or None for a token without
+    one (issued before tokens named their user). Naming the user lets the principal's cache
+    entry be scoped by user and found in the same round trip as the user's own entries; the
+    name is checked against the stored token on every load, so it grants nothing by itself.
+    """
+    head, sep, _ = raw.partition(".")
+    if not sep or len(head) != 32:
+        return None
+    try:
+        return uuid.UUID(hex=head)
+    except ValueError:
+        return None
+
+
 class ApiToken(models.Model):
     """One bearer token per login; logout deletes it."""
 
@@ -63,6 +78,6 @@ class ApiToken(models.Model):
     @classmethod
     def issue(cls, user: User) -> str:
         """Create a token for ``user`` and return its raw value (shown once)."""
-        raw = secrets.token_urlsafe(32)
+        raw = f"{user.pk.hex}.{secrets.token_urlsafe(32)}"
         cls.objects.create(key_hash=hash_token(raw), user=user)
         return raw

@@ -58,16 +58,17 @@ def user_progress(*, user_id: uuid.UUID) -> dict[str, int]:
     return {key: int(value) for key, value in zip(PROGRESS_KEYS, row, strict=True)}
 
 
-def token_principal(*, key_hash: str) -> dict[str, Any] | None:
-    """The active user holding the token ``key_hash``, as a cacheable value, or None.
+def token_principal(*, user_id: uuid.UUID | None, key_hash: str) -> dict[str, Any] | None:
+    """The active user holding the token ``key_hash``, as a cacheable value, or None
+    (unknown token, inactive user, or not the user ``user_id`` the token names; None: a
+    token that names no user).
 
     One query (token joined to its user); see ``users.principal`` for the value's shape.
     """
-    row = (
-        ApiToken.objects.filter(key_hash=key_hash, user__is_active=True)
-        .values(*(f"user__{name}" for name in FIELDS))
-        .first()
-    )
+    tokens = ApiToken.objects.filter(key_hash=key_hash, user__is_active=True)
+    if user_id is not None:
+        tokens = tokens.filter(user_id=user_id)
+    row = tokens.values(*(f"user__{name}" for name in FIELDS)).first()
     if row is None:
         return None
     return to_value({name: row[f"user__{name}"] for name in FIELDS})

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 
-from chainlearn.api import Conflict, Unauthorized, constraint_name
+from chainlearn.errors import Conflict, Unauthorized, constraint_name
 from users.models import ApiToken, User, hash_token
 
 PROFILE_FIELDS = ("display_name", "background", "learning_goal", "pace", "language")

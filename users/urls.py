@@ -1,12 +1,11 @@
 from django.urls import path
 
-from chainlearn.fastpath import hot_read
-from users import views
+from users.views import AuthViewSet, MeViewSet
 
 urlpatterns = [
-    path("auth/register", views.RegisterView.as_view(), name="auth-register"),
-    path("auth/token", views.TokenView.as_view(), name="auth-token"),
-    path("auth/logout", views.LogoutView.as_view(), name="auth-logout"),
-    path("users/me", views.MeView.as_view(), name="users-me"),
-    path("users/me/progress", hot_read(views.ProgressView), name="users-me-progress"),
+    path("auth/register", AuthViewSet.as_view({"post": "register"}), name="auth-register"),
+    path("auth/token", AuthViewSet.as_view({"post": "token"}), name="auth-token"),
+    path("auth/logout", AuthViewSet.as_view({"post": "logout"}), name="auth-logout"),
+    path("users/me", MeViewSet.as_view({"get": "me", "put": "update_me"}), name="users-me"),
+    path("users/me/progress", MeViewSet.as_view({"get": "progress"}), name="users-me-progress"),
 ]

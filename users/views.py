@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Sequence
+from typing import Any, cast
 
-from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
 
-from caching.managers import progress_cache
-from chainlearn.api import ok, ok_json
+from chainlearn.api import ok
+from chainlearn.caches import progress_cache
+from chainlearn.hot_reads import HotRead, HotReadViewSet, no_params
 from chainlearn.schema import RETRY_AFTER, UNAUTHORIZED, envelope, error, rate_limited
 from chainlearn.throttling import AuthRateThrottle
 from users import services
-from users.authentication import cached_for_token
 from users.models import User
 from users.serializers import (
     AuthResultSerializer,
@@ -38,9 +39,23 @@ def _auth_result(user: User, token: str) -> dict[str, object]:
     return {"token": token, "user": AuthUserSerializer(user).data}
 
 
-class RegisterView(APIView):
-    authentication_classes = []
+# Register, log in (both without credentials) and log out; rate-limited per client IP.
+class AuthViewSet(GenericViewSet):
     throttle_classes = [AuthRateThrottle]
+    _SIGNED_IN = frozenset({"logout"})
+
+    def _signed_in(self) -> bool:
+        # DRF sets ``action`` only after it has built the request's authenticators.
+        action = getattr(self, "action", None)
+        if action is None and self.request is not None:
+            action = self.action_map.get(str(self.request.method).lower())
+        return action in self._SIGNED_IN
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        return super().get_authenticators() if self._signed_in() else []
+
+    def get_permissions(self) -> Sequence[Any]:
+        return [IsAuthenticated()] if self._signed_in() else [AllowAny()]
 
     @extend_schema(
         operation_id="auth_register",
@@ -56,7 +71,7 @@ class RegisterView(APIView):
         parameters=[RETRY_AFTER],
         auth=[],
     )
-    def post(self, request: Request) -> Response:
+    def register(self, request: Request) -> Response:
         serializer = RegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -66,11 +81,6 @@ class RegisterView(APIView):
             stellar_address=data.get("stellarAddress"),
         )
         return ok(request, _auth_result(user, token), status_code=status.HTTP_201_CREATED)
-
-
-class TokenView(APIView):
-    authentication_classes = []
-    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_token",
@@ -86,7 +96,7 @@ class TokenView(APIView):
         parameters=[RETRY_AFTER],
         auth=[],
     )
-    def post(self, request: Request) -> Response:
+    def token(self, request: Request) -> Response:
         serializer = TokenSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user, token = services.token_obtain(
@@ -94,11 +104,6 @@ class TokenView(APIView):
             password=serializer.validated_data["password"],
         )
         return ok(request, _auth_result(user, token))
-
-
-class LogoutView(APIView):
-    permission_classes = [IsAuthenticated]
-    throttle_classes = [AuthRateThrottle]
 
     @extend_schema(
         operation_id="auth_logout",
@@ -112,13 +117,27 @@ class LogoutView(APIView):
         },
         parameters=[RETRY_AFTER],
     )
-    def post(self, request: Request) -> Response:
+    def logout(self, request: Request) -> Response:
         services.token_revoke(raw_token=str(request.auth))
         return ok(request, {"message": "Logged out successfully"})
 
 
-class MeView(APIView):
-    permission_classes = [IsAuthenticated]
+PROGRESS = HotRead(
+    progress_cache,
+    no_params,
+    per_user=True,
+    schema=extend_schema(
+        operation_id="users_me_progress",
+        tags=["users"],
+        summary="The caller's learning progress counters",
+        responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
+    ),
+)
+
+
+# The caller: profile (read and update) and progress (a cached hot read).
+class MeViewSet(HotReadViewSet):
+    hot_reads = {"progress": PROGRESS}
 
     @extend_schema(
         operation_id="users_me_retrieve",
@@ -126,7 +145,7 @@ class MeView(APIView):
         summary="The caller's profile",
         responses={200: envelope("ProfileEnvelope", ProfileSerializer()), 401: UNAUTHORIZED},
     )
-    def get(self, request: Request) -> Response:
+    def me(self, request: Request) -> Response:
         return ok(request, ProfileSerializer(request.user).data)
 
     @extend_schema(
@@ -142,29 +161,10 @@ class MeView(APIView):
             401: UNAUTHORIZED,
         },
     )
-    def put(self, request: Request) -> Response:
+    def update_me(self, request: Request) -> Response:
         serializer = ProfileUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = services.user_update_profile(
             user=cast(User, request.user), changes=dict(serializer.validated_data)
         )
         return ok(request, ProfileSerializer(user).data)
-
-
-class ProgressView(APIView):
-    permission_classes = [IsAuthenticated]
-
-    @staticmethod
-    def fast_get(request: HttpRequest) -> HttpResponse | None:
-        """Token and progress in the cache: one round trip, outside DRF."""
-        found = cached_for_token(request, progress_cache)
-        return None if found is None else ok_json(request, found[0])
-
-    @extend_schema(
-        operation_id="users_me_progress",
-        tags=["users"],
-        summary="The caller's learning progress counters",
-        responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
-    )
-    def get(self, request: Request) -> HttpResponse:
-        return ok_json(request, progress_cache.get_json(user_id=request.user.pk))

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from caching.backend import CacheUnavailable
+from caching.connection import CacheUnavailable
 from caching.invalidation import flush
 from caching.management.commands._namespaces import resolve
 from caching.warming import warm_quietly

@@ -1,50 +1,56 @@
-"""The five hot-read managers (caching.md) and what makes each one stale.
+"""The project's cache managers: the six hot reads and what makes each one stale.
 
-Views read hot paths only through these; the dependencies below are the invalidation
-matrix, row by row.
+This module is the invalidation matrix (caching.md), row by row, and the one place that
+names domain models and selectors for the caching engine. ``caching`` imports it when its
+app is ready (``settings.CACHE_MANAGERS_MODULE``), after every model has loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from django.apps import apps
 from django.db import models
 
-from caching.registry import CacheManager, Dependency, by_field, every_entry, registry
+from caching.manager import CacheManager, Dependency, Params, by_field, every_entry
+from caching.registry import registry
+from chainlearn.api import PAGE_LIMIT_DEFAULT
+from courses import selectors as course_selectors
+from courses.models import Course, Difficulty, Module
+from credentials.selectors import credential_list
+from rewards.selectors import reward_history
+from users.selectors import token_principal, user_progress
 
 
 def quiz_course_ids(rows: Sequence[models.Model]) -> set[str]:
     module_ids = {row.module_id for row in rows}  # type: ignore[attr-defined]
-    module = apps.get_model("courses", "Module")
-    return {
-        str(course_id)
-        for course_id in module._base_manager.filter(pk__in=module_ids).values_list(
-            "course_id", flat=True
-        )
-    }
+    course_ids = Module._base_manager.filter(pk__in=module_ids).values_list("course_id", flat=True)
+    return {str(course_id) for course_id in course_ids}
 
 
-def token_hashes_of_users(rows: Sequence[models.Model]) -> set[str]:
-    token = apps.get_model("users", "ApiToken")
-    return set(
-        token._base_manager.filter(user_id__in=[row.pk for row in rows]).values_list(
-            "key_hash", flat=True
-        )
-    )
+def first_list_pages() -> Iterator[Params]:
+    """The first page of each filter, at the default size: what most visitors open."""
+    for difficulty in (None, *Difficulty.values):
+        yield {"difficulty": difficulty, "page": 1, "limit": PAGE_LIMIT_DEFAULT}
+
+
+def active_courses() -> Iterator[Params]:
+    for course_id in Course.objects.filter(is_active=True).values_list("pk", flat=True):
+        yield {"course_id": course_id}
 
 
 # Who a bearer token belongs to, with the user's profile (credits included): the
-# authentication step of every authenticated request, and GET /users/me.
+# authentication step of every authenticated request, and GET /users/me. Scoped by user
+# (the token names its user), so a change to the user or any of its tokens is one bump.
 principal_cache = registry.register(
     CacheManager(
         namespace="users:principal",
-        loader_path="users.selectors.token_principal",
-        scope_param="key_hash",
-        key_params=(),
+        loader=token_principal,
+        scope_param="user_id",
+        key_params=("key_hash",),
+        version=2,  # v2: scoped by user, keyed by token
         dependencies=(
-            Dependency("users.ApiToken", by_field("key_hash")),  # logout
-            Dependency("users.User", token_hashes_of_users),  # profile, credits, deactivation
+            Dependency("users.ApiToken", by_field("user_id")),  # logout
+            Dependency("users.User", by_field("id")),  # profile, credits, deactivation
         ),
     )
 )
@@ -52,10 +58,12 @@ principal_cache = registry.register(
 course_list_cache = registry.register(
     CacheManager(
         namespace="courses:list",
-        loader_path="courses.selectors.course_list",
-        version=2,  # v2: items carry the anonymous isEnrolled: false
+        loader=course_selectors.course_list,
         scope_param=None,
         key_params=("difficulty", "page", "limit"),
+        paged=True,
+        version=3,  # v3: framed items and total
+        warm_params=first_list_pages,
         dependencies=(
             Dependency("courses.Course", every_entry),
             Dependency("courses.Enrollment", every_entry),  # enrolledCount
@@ -66,9 +74,11 @@ course_list_cache = registry.register(
 course_detail_cache = registry.register(
     CacheManager(
         namespace="courses:detail",
-        loader_path="courses.selectors.course_detail",
+        loader=course_selectors.course_detail,
         scope_param="course_id",
         key_params=(),
+        version=2,  # v2: carries the anonymous isEnrolled: false
+        warm_params=active_courses,
         dependencies=(
             Dependency("courses.Course", by_field("id")),
             Dependency("courses.Module", by_field("course_id")),
@@ -81,7 +91,7 @@ course_detail_cache = registry.register(
 progress_cache = registry.register(
     CacheManager(
         namespace="users:progress",
-        loader_path="users.selectors.user_progress",
+        loader=user_progress,
         scope_param="user_id",
         key_params=(),
         dependencies=(
@@ -96,9 +106,11 @@ progress_cache = registry.register(
 reward_history_cache = registry.register(
     CacheManager(
         namespace="rewards:history",
-        loader_path="rewards.selectors.reward_history",
+        loader=reward_history,
         scope_param="user_id",
         key_params=("page", "limit"),
+        paged=True,
+        version=2,  # v2: framed items and total
         dependencies=(
             Dependency("rewards.Reward", by_field("user_id")),
             Dependency("courses.QuizSubmission", by_field("user_id")),  # score
@@ -112,7 +124,7 @@ reward_history_cache = registry.register(
 credential_list_cache = registry.register(
     CacheManager(
         namespace="credentials:list",
-        loader_path="credentials.selectors.credential_list",
+        loader=credential_list,
         scope_param="user_id",
         key_params=(),
         dependencies=(

@@ -7,15 +7,13 @@ from loopback. Anyone else gets the same 404 as an unknown route.
 from __future__ import annotations
 
 import hmac
-import os
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
-from caching.metrics import HitRateCollector
+from caching.metrics import HitRateCollector, local_registry
 from chainlearn.api import error_response
 
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -29,18 +27,10 @@ def allowed(request: HttpRequest) -> bool:
     return hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode())
 
 
-def source_registry() -> CollectorRegistry:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return registry
-    return REGISTRY
-
-
 def metrics(request: HttpRequest) -> HttpResponse:
     if not allowed(request):
         return error_response(404, "NOT_FOUND", "Route not found")
-    source = source_registry()
+    source = local_registry()
     derived = CollectorRegistry(auto_describe=False)
     derived.register(HitRateCollector(source))
     body = generate_latest(source) + generate_latest(derived)

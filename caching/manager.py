@@ -1,0 +1,243 @@
+"""``CacheManager``: one hot read, declared once, and the protocol that serves it.
+
+A manager owns one namespace: its TTL, payload version, how a key is built from validated
+parameters, the loader that computes the value from the database, and the models it
+depends on (with a function from changed rows to the scopes they make stale).
+
+``read`` is the read path. One Lua round trip reads the entry under the current stamp.
+Fresh: served. Expired but within the grace period: served, and the request that won the
+refresh lease queues the reload to run after it (``caching.refresh``). Missing: the lease
+winner loads and stores; the others look again briefly for its value, take over if its
+lease lapses, and after ``CACHE_FILL_WAIT_MS`` load from the database themselves. Any
+Redis failure is a miss served from the database. Each read is counted once, by its
+outcome (``caching.metrics.record``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+
+from caching import entries, keys, refresh
+from caching.connection import CacheUnavailable
+from caching.entries import LEASE, PRESENT, Found, Frame, Slot
+from caching.metrics import FILL_SECONDS, record
+
+ScopeFn = Callable[[Sequence[models.Model]], set[str]]
+Params = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """``model`` rows changing make the scopes ``scopes(rows)`` stale (``keys.ALL``: all)."""
+
+    model: str
+    scopes: ScopeFn
+
+
+def every_entry(rows: Sequence[models.Model]) -> set[str]:
+    return {keys.ALL}
+
+
+def by_field(name: str) -> ScopeFn:
+    """Scopes named by a field of each changed row (e.g. ``user_id``)."""
+
+    def scopes(rows: Sequence[models.Model]) -> set[str]:
+        return {str(getattr(row, name)) for row in rows if getattr(row, name) is not None}
+
+    return scopes
+
+
+@dataclass(frozen=True)
+class Served:
+    """A read's value as JSON (``data``) and, for a page, its total; ``null`` when the
+    loader found nothing (nothing was stored)."""
+
+    data: bytes
+    total: int | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.data == b"null"
+
+    def value(self) -> Any:
+        return json.loads(self.data)
+
+
+@dataclass
+class CacheManager:
+    """One hot read. ``loader(**params)`` returns a JSON-ready value, or None when there is
+    nothing to cache; with ``paged``, a dict ``{"items": [...], "total": n}`` whose items are
+    the data and whose total travels beside them. ``warm_params`` lists the parameters the
+    warming task fills (shared namespaces only)."""
+
+    namespace: str
+    loader: Callable[..., Any]
+    scope_param: str | None
+    key_params: tuple[str, ...]
+    dependencies: tuple[Dependency, ...]
+    version: int = 1
+    paged: bool = False
+    warm_params: Callable[[], Iterable[Params]] | None = None
+    # Test hook: called between the load and the store (forces the stale-set interleaving).
+    after_load: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ttl(self) -> int:
+        return int(settings.CACHE_TTLS[self.namespace])
+
+    def slot(self, params: Params) -> Slot:
+        scope = keys.ALL if self.scope_param is None else str(params[self.scope_param])
+        fragment = keys.params({name: params[name] for name in self.key_params})
+        return Slot(
+            namespace=self.namespace,
+            scope_gen_key=keys.generation_key(self.namespace, scope),
+            key=keys.entry_key(self.namespace, self.version, scope, fragment),
+        )
+
+    def load(self, params: Params) -> Served:
+        """Compute the value from the database, uncached."""
+        return self._encode(self.loader(**params))
+
+    def read(self, params: Params) -> Served:
+        """This read's value for ``params``, from Redis when possible (see the module)."""
+        if not settings.CACHE_ENABLED:
+            return self.load(params)
+        slot = self.slot(params)
+        try:
+            (found,) = entries.lookup([slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS)
+        except CacheUnavailable:
+            record(self.namespace, "unavailable")
+            return self.load(params)
+        return self.settle(slot, found, params)
+
+    def settle(self, slot: Slot, found: Found, params: Params) -> Served:
+        """Serve a lookup's outcome: the entry if present (queueing the reload of an expired
+        one whose refresh lease this request won), else fill it or wait for its filler."""
+        if found.frame is not None:
+            record(self.namespace, found.state)
+            if found.state == "refresh" and not refresh.submit(
+                lambda: self._fill(slot, found, params)
+            ):
+                self._fill(slot, found, params)  # queue full: reload inline
+            return Served(found.frame.data, found.frame.total)
+        if found.state == "wait":
+            return self._wait_for_fill(slot, params)
+        record(self.namespace, "fill")
+        return self._fill(slot, found, params)
+
+    def warm(self, **params: Any) -> bool:
+        """Fill this entry if it is missing or expired; True if this call stored it."""
+        slot = self.slot(params)
+        (found,) = entries.lookup([slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS)
+        if found.state not in ("fill", "refresh"):
+            return False
+        self._fill(slot, found, params)
+        return True
+
+    def _encode(self, value: Any) -> Served:
+        if self.paged:
+            return Served(dumps(value["items"]), int(value["total"]))
+        return Served(dumps(value))
+
+    def _fill(self, slot: Slot, found: Found, params: Params) -> Served:
+        """Load, then store under the stamp read before loading."""
+        started = time.perf_counter()
+        try:
+            value = self.loader(**params)
+        except BaseException:
+            self._release(slot, found)
+            raise
+        FILL_SECONDS.labels(self.namespace).observe(time.perf_counter() - started)
+        if self.after_load is not None:
+            self.after_load()
+        served = self._encode(value)
+        if value is None:
+            # Nothing to cache (e.g. an unknown course): let waiters load for themselves.
+            self._release(slot, found)
+            return served
+        ttl_ms = self.ttl * 1000
+        frame = Frame(
+            fresh_until_ms=entries.now_ms() + fresh_ms(ttl_ms),
+            stamp=found.stamp,
+            data=served.data,
+            total=served.total,
+        )
+        with contextlib.suppress(CacheUnavailable):
+            entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
+        return served
+
+    def _wait_for_fill(self, slot: Slot, params: Params) -> Served:
+        """Look again, backing off, until the filler's value is there or its lease lapses
+        (then this request fills); after ``CACHE_FILL_WAIT_MS``, load without storing."""
+        deadline = time.monotonic() + settings.CACHE_FILL_WAIT_MS / 1000
+        delay = 0.002
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                (found,) = entries.lookup([slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS)
+                if found.frame is not None:
+                    record(self.namespace, "waited")
+                    return Served(found.frame.data, found.frame.total)
+                if found.state == "fill":
+                    record(self.namespace, "fill")
+                    return self._fill(slot, found, params)
+        except CacheUnavailable:
+            pass
+        record(self.namespace, "gave_up")
+        return self.load(params)
+
+    def _release(self, slot: Slot, found: Found) -> None:
+        with contextlib.suppress(CacheUnavailable):
+            entries.release(slot, found)
+
+    def targets_for(self, model: type[models.Model], rows: Sequence[models.Model]) -> set[str]:
+        label = model._meta.label
+        scopes: set[str] = set()
+        for dependency in self.dependencies:
+            if dependency.model == label:
+                scopes |= dependency.scopes(rows)
+        return scopes
+
+
+def read_behind(
+    gate: CacheManager, gate_params: Params, manager: CacheManager, params: Params
+) -> Served | None:
+    """``manager``'s read for ``params``, looked up in the same round trip as ``gate``'s
+    entry and only if that entry is present (a bearer token's principal, say): None, with
+    nothing read, leased or counted, when it is not, or when Redis is unavailable; the
+    caller then takes the full path (``gate.read``, then ``manager.read``)."""
+    if not settings.CACHE_ENABLED:
+        return None
+    gate_slot, slot = gate.slot(gate_params), manager.slot(params)
+    try:
+        found = entries.lookup(
+            [gate_slot, slot], [PRESENT, LEASE], lease_ms=settings.CACHE_LEASE_MS
+        )
+    except CacheUnavailable:
+        return None
+    if len(found) < 2:
+        return None
+    gate.settle(gate_slot, found[0], gate_params)
+    return manager.settle(slot, found[1], params)
+
+
+def fresh_ms(ttl_ms: int) -> int:
+    """How long a new entry is served as fresh: a random (1 - ``CACHE_TTL_JITTER``) to 1 of
+    its TTL (never longer), so entries filled together (a warm, a flush, a burst of new
+    users) come due for reload spread out instead of in one wave."""
+    return ttl_ms - random.randrange(int(ttl_ms * settings.CACHE_TTL_JITTER) + 1)
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the form every cached payload is stored and served in."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
