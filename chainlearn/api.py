@@ -25,6 +25,8 @@ logger = logging.getLogger("chainlearn.api")
 API_VERSION = "v1"
 PAGE_LIMIT_MAX = 50
 PAGE_LIMIT_DEFAULT = 20
+# `page` is at most 6 digits (``_DIGITS``); the error message and the schema state this bound.
+PAGE_MAX = 999_999
 
 
 class DomainError(Exception):
@@ -255,17 +257,17 @@ class PageParams:
 
 
 def page_params(request: HttpRequest | Request) -> PageParams:
-    """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50): anything else is a 400."""
+    """Strictly parse ``page`` (1 to ``PAGE_MAX``) and ``limit`` (1 to 50): else a 400."""
     errors: dict[str, list[str]] = {}
     values: dict[str, int] = {}
-    for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):
+    bounds = (("page", 1, PAGE_MAX), ("limit", PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX))
+    for name, default, maximum in bounds:
         raw = request.GET.get(name)
         if raw is None:
             values[name] = default
             continue
-        if not _DIGITS.match(raw) or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
-            bound = f"between 1 and {maximum}" if maximum else "at least 1"
-            errors[name] = [f"Must be an integer {bound}."]
+        if not _DIGITS.match(raw) or not 1 <= int(raw) <= maximum:
+            errors[name] = [f"Must be an integer between 1 and {maximum}."]
             continue
         values[name] = int(raw)
     if errors:

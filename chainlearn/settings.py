@@ -232,6 +232,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chainlearn.schema.document_common_errors",
+        "chainlearn.schema.document_page_bounds",
     ],
 }
 
