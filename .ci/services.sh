@@ -7,6 +7,8 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 STATE_DIR=${STATE_DIR:-/tmp/chainlearn-$PG_PORT}
 VENV=${VENV:-.venv}
+# 0 skips chromium, which only the tests need (.ci/serve sets it).
+INSTALL_BROWSER=${INSTALL_BROWSER:-1}
 
 install_system_packages() {
     local missing=()
@@ -19,6 +21,18 @@ install_system_packages() {
     fi
     # redis-server from Debian starts a system instance; we run our own on our port.
     systemctl disable --now redis-server >/dev/null 2>&1 || true
+    if [ "$INSTALL_BROWSER" = 1 ]; then
+        install_browser
+    fi
+}
+
+# Debian's chromium, which the API docs test drives through Playwright (no browser download).
+install_browser() {
+    command -v chromium >/dev/null && return 0
+    apt-get update -qq
+    # Waits for a concurrent apt run instead of failing on its lock.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 chromium >/dev/null
 }
 
 install_python_packages() {
