@@ -101,6 +101,21 @@ stop_redis() {
     wait_port_state "$REDIS_PORT" closed 30
 }
 
+# Every exported variable that chainlearn/settings.py reads, as `export NAME=value` lines in
+# $STATE_DIR/service.env (only root can read it: it holds SECRET_KEY). .ci/serve writes it;
+# .ci/manage loads it to run management commands with the running service's settings.
+write_service_env() {
+    local name
+    (
+        umask 077
+        for name in $(compgen -e); do
+            if grep -q "\"$name\"" chainlearn/settings.py; then
+                printf 'export %s=%q\n' "$name" "${!name}"
+            fi
+        done >"$STATE_DIR/service.env"
+    )
+}
+
 export_service_env() {
     export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/chainlearn"
     export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
