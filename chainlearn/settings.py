@@ -274,9 +274,17 @@ CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 600)
 # --- end CORS ---------------------------------------------------------------------------
 
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "filters": {"client_errors_as_info": {"()": "chainlearn.logfilters.ClientErrorsAsInfo"}},
+    # The handler's level too: records that loggers below root pass at INFO stay off the
+    # console unless LOG_LEVEL asks for them.
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": LOG_LEVEL}},
+    "loggers": {
+        # A 4xx is one INFO line (no traceback), not a WARNING on the console.
+        "django.request": {"filters": ["client_errors_as_info"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

@@ -49,6 +49,10 @@ class Served(Gunicorn):
     def __init__(self, static_root: Path | None = None, **env: str) -> None:
         if static_root is not None:
             env["STATIC_ROOT"] = str(static_root)
+        # Plain HTTP on loopback, as .ci/serve sets it: the admin's cookies must not be
+        # Secure-only.
+        env.setdefault("SESSION_COOKIE_SECURE", "false")
+        env.setdefault("CSRF_COOKIE_SECURE", "false")
         super().__init__(workers=1, threads=4, **env)
         self.port = live_port()
 
