@@ -15,6 +15,9 @@ install_system_packages() {
     command -v redis-server >/dev/null || missing+=(redis-server)
     [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
     command -v runuser >/dev/null || missing+=(util-linux)
+    # The README's curl session (tests/test_readme_tour.py runs it).
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
