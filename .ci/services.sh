@@ -112,7 +112,7 @@ write_service_env() {
     (
         umask 077
         for name in $(compgen -e); do
-            if grep -q "\"$name\"" chainlearn/settings.py; then
+            if grep -qE "(environ\.get|env_[a-z]+)\(\"$name\"" chainlearn/settings.py; then
                 printf 'export %s=%q\n' "$name" "${!name}"
             fi
         done >"$STATE_DIR/service.env"

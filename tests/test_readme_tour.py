@@ -1,6 +1,6 @@
 """The README's curl session for the learner journey, run as written (extracted from
-README.md, so the README cannot drift) against a live gunicorn: every step's response and
-status."""
+README.md, so the README cannot drift) against a live gunicorn serving seed_demo's data, as
+a new user runs it after ``.ci/serve``: every step's response and status."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+from django.core.management import call_command
 
-from tests.factories import CourseFactory, ModuleFactory, QuizFactory
+from courses.models import Course, Quiz
 from tests.live_server import ROOT
 from tests.served import Served
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 MARKER = "<!-- readme-tour:"
+SMALL_DEMO = ["--courses", "12", "--users", "10", "--enrollments", "30", "--submissions", "40"]
 ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>[^ ?"]+)[^"]*" (?P<status>\d{3}) ')
 
 
@@ -29,16 +33,6 @@ def readme_tour() -> str:
     match = re.search(r"```sh\n(.*?)```", after, re.DOTALL)
     assert match, "no ```sh block after the tour marker"
     return match.group(1)
-
-
-def first_option_quiz(course, order: int) -> str:
-    """A module whose quiz is passed by always choosing the first option (as the tour does)."""
-    questions = [
-        {"id": f"q{i}", "text": f"Question {i}?", "options": ["a", "b", "c"], "correctIndex": 0}
-        for i in range(1, 6)
-    ]
-    module = ModuleFactory(course=course, order=order)
-    return str(QuizFactory(module=module, questions=questions).pk)
 
 
 @pytest.fixture
@@ -55,11 +49,19 @@ def server(access_log: Path) -> Iterator[Served]:
 
 
 def test_readme_learner_journey_runs_as_written(server, access_log):
-    # given an older course and the newest one, whose two quizzes the tour's answers pass
-    CourseFactory(title="Older course")
-    newest = CourseFactory(title="Newest course")
-    quizzes = [first_option_quiz(newest, 1), first_option_quiz(newest, 2)]
+    # given the demo data .ci/serve seeds (small), whose newest course is the tour course
+    call_command("seed_demo", *SMALL_DEMO, stdout=StringIO())
+    active = Course.objects.filter(is_active=True).order_by("-created_at")
+    newest = active.first()
+    assert newest is not None
     course = str(newest.pk)
+    quizzes = [
+        str(pk)
+        for pk in Quiz.objects.filter(module__course=newest)
+        .order_by("module__order")
+        .values_list("pk", flat=True)
+    ]
+    assert len(quizzes) >= 3
 
     # when the README's block runs in a shell, pointed at this server
     script = readme_tour()
@@ -81,8 +83,8 @@ def test_readme_learner_journey_runs_as_written(server, access_log):
     assert register["success"] is True
     assert register["data"]["token"]
     assert register["data"]["user"]["username"].startswith("ada-")
-    assert [c["title"] for c in listing["data"]] == ["Newest course", "Older course"]
-    assert listing["pagination"] == {"page": 1, "limit": 3, "total": 2}
+    assert [c["id"] for c in listing["data"]] == [str(c.pk) for c in active[:3]]
+    assert listing["pagination"] == {"page": 1, "limit": 3, "total": active.count()}
     assert enroll == {"success": True, "message": "Enrolled successfully"}
     assert len(per_quiz) == 3 * len(quizzes)
     submissions = []
@@ -95,10 +97,10 @@ def test_readme_learner_journey_runs_as_written(server, access_log):
         assert submitted["data"]["passed"] is True
         assert submitted["data"]["rewardAvailable"] is True
         assert claim["data"]["submissionId"] == submitted["data"]["id"]
-        assert claim["data"]["amount"] == 10
+        assert claim["data"]["amount"] == settings.REWARD_AMOUNT
         submissions.append(submitted["data"]["id"])
     assert [item["id"] for item in history["data"]] == submissions[::-1]
-    assert {item["courseTitle"] for item in history["data"]} == {"Newest course"}
+    assert {item["courseTitle"] for item in history["data"]} == {newest.title}
     assert set(mint["data"]) == {"credentialId", "assetCode", "message"}
     assert [(c["id"], c["courseId"]) for c in credentials["data"]] == [
         (mint["data"]["credentialId"], course)
