@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from tests.live_server import ROOT, Gunicorn
@@ -31,9 +30,8 @@ def live_port() -> int:
     raise RuntimeError(f"no free port in TEST_LIVE_PORTS={span}")
 
 
-def collect_static() -> Path:
-    """``manage.py collectstatic`` into a new directory, as ``.ci/serve`` does; returns it."""
-    root = Path(tempfile.mkdtemp(prefix="cl-static-"))
+def collect_static(root: Path) -> Path:
+    """``manage.py collectstatic`` into ``root``, as ``.ci/serve`` does; returns it."""
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
         cwd=ROOT,

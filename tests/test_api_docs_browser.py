@@ -20,8 +20,8 @@ METHODS = {"get", "post", "put", "patch", "delete"}
 
 
 @pytest.fixture(scope="module")
-def server(django_db_setup: None) -> Iterator[Served]:
-    srv = Served(static_root=collect_static())
+def server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    srv = Served(static_root=collect_static(tmp_path_factory.mktemp("static")))
     srv.start()
     yield srv
     srv.stop()

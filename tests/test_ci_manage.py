@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +25,8 @@ SECRET_KEY = "secret-of-this-service"
 
 
 @pytest.fixture
-def clone() -> Path:
-    target = Path(tempfile.mkdtemp(prefix="cl-clone-")) / "chainlearn"
+def clone(tmp_path: Path) -> Path:
+    target = tmp_path / "chainlearn"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(target)], check=True)
     return target
 
