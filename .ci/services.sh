@@ -7,18 +7,35 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 STATE_DIR=${STATE_DIR:-/tmp/chainlearn-$PG_PORT}
 VENV=${VENV:-.venv}
+# 0 skips chromium, which only the tests need (.ci/serve sets it).
+INSTALL_BROWSER=${INSTALL_BROWSER:-1}
 
 install_system_packages() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     [ -x "$PG_BIN/initdb" ] || missing+=(postgresql-15)
     command -v runuser >/dev/null || missing+=(util-linux)
+    # The README's curl session (tests/test_readme_tour.py runs it).
+    command -v curl >/dev/null || missing+=(curl)
+    command -v jq >/dev/null || missing+=(jq)
     if [ ${#missing[@]} -gt 0 ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     # redis-server from Debian starts a system instance; we run our own on our port.
     systemctl disable --now redis-server >/dev/null 2>&1 || true
+    if [ "$INSTALL_BROWSER" = 1 ]; then
+        install_browser
+    fi
+}
+
+# Debian's chromium, which the API docs test drives through Playwright (no browser download).
+install_browser() {
+    command -v chromium >/dev/null && return 0
+    apt-get update -qq
+    # Waits for a concurrent apt run instead of failing on its lock.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 chromium >/dev/null
 }
 
 install_python_packages() {
@@ -85,6 +102,21 @@ start_redis() {
 stop_redis() {
     redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     wait_port_state "$REDIS_PORT" closed 30
+}
+
+# Every exported variable that chainlearn/settings.py reads, as `export NAME=value` lines in
+# $STATE_DIR/service.env (only root can read it: it holds SECRET_KEY). .ci/serve writes it;
+# .ci/manage loads it to run management commands with the running service's settings.
+write_service_env() {
+    local name
+    (
+        umask 077
+        for name in $(compgen -e); do
+            if grep -qE "(environ\.get|env_[a-z]+)\(\"$name\"" chainlearn/settings.py; then
+                printf 'export %s=%q\n' "$name" "${!name}"
+            fi
+        done >"$STATE_DIR/service.env"
+    )
 }
 
 export_service_env() {

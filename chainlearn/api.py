@@ -27,6 +27,8 @@ logger = logging.getLogger("chainlearn.api")
 API_VERSION = "v1"
 PAGE_LIMIT_MAX = 50
 PAGE_LIMIT_DEFAULT = 20
+# `page` is at most 6 digits (``_DIGITS``); the error message and the schema state this bound.
+PAGE_MAX = 999_999
 
 
 def request_id(request: HttpRequest | Request) -> str:
@@ -180,18 +182,18 @@ _DIGITS = re.compile(r"^[0-9]{1,6}$")
 
 
 def page_params(query: Mapping[str, str]) -> dict[str, int]:
-    """Strictly parse ``page`` (≥ 1) and ``limit`` (1 to 50) of a query string: anything
-    else is a 400. Returns ``{"page", "limit"}``."""
+    """Strictly parse ``page`` (1 to ``PAGE_MAX``) and ``limit`` (1 to 50) of a query
+    string: else a 400. Returns ``{"page", "limit"}``."""
     errors: dict[str, list[str]] = {}
     values: dict[str, int] = {}
-    for name, default, maximum in (("page", 1, None), ("limit", PAGE_LIMIT_DEFAULT, 50)):
+    bounds = (("page", 1, PAGE_MAX), ("limit", PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX))
+    for name, default, maximum in bounds:
         raw = query.get(name)
         if raw is None:
             values[name] = default
             continue
-        if not _DIGITS.match(raw) or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
-            bound = f"between 1 and {maximum}" if maximum else "at least 1"
-            errors[name] = [f"Must be an integer {bound}."]
+        if not _DIGITS.match(raw) or not 1 <= int(raw) <= maximum:
+            errors[name] = [f"Must be an integer between 1 and {maximum}."]
             continue
         values[name] = int(raw)
     if errors:

@@ -14,6 +14,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from chainlearn.api import PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX, PAGE_MAX
+
 
 class EnvelopeMetaSerializer(serializers.Serializer):
     version = serializers.CharField()
@@ -22,8 +24,8 @@ class EnvelopeMetaSerializer(serializers.Serializer):
 
 
 class EnvelopePaginationSerializer(serializers.Serializer):
-    page = serializers.IntegerField(min_value=1)
-    limit = serializers.IntegerField(min_value=1, max_value=50)
+    page = serializers.IntegerField(min_value=1, max_value=PAGE_MAX)
+    limit = serializers.IntegerField(min_value=1, max_value=PAGE_LIMIT_MAX)
     total = serializers.IntegerField(min_value=0)
 
 
@@ -99,4 +101,34 @@ def document_common_errors(result: dict[str, Any], **kwargs: Any) -> dict[str, A
                     "content": body,
                 },
             )
+    return result
+
+
+# The bounds ``chainlearn.api.page_params`` enforces: (minimum, maximum, default, description).
+PAGE_QUERY_BOUNDS = {
+    "page": (1, PAGE_MAX, 1, f"Page number, 1-{PAGE_MAX} (default 1)."),
+    "limit": (
+        1,
+        PAGE_LIMIT_MAX,
+        PAGE_LIMIT_DEFAULT,
+        f"Page size, 1-{PAGE_LIMIT_MAX} (default {PAGE_LIMIT_DEFAULT}).",
+    ),
+}
+
+
+def document_page_bounds(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every ``page``/``limit`` query parameter gets the
+    minimum, maximum and default that ``page_params`` enforces, whichever view declared it.
+    """
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                bounds = PAGE_QUERY_BOUNDS.get(parameter.get("name"))
+                if bounds is None or parameter.get("in") != "query":
+                    continue
+                minimum, maximum, default, description = bounds
+                parameter.setdefault("schema", {"type": "integer"}).update(
+                    minimum=minimum, maximum=maximum, default=default
+                )
+                parameter["description"] = description
     return result

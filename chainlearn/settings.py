@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "users",
     "courses",
     "rewards",
@@ -133,6 +134,14 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "users.User"
+# Checked wherever a password is set: registration (400 with details.password), the admin,
+# seed_demo.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:56379/0")
 CACHE_ENABLED = env_bool("CACHE_ENABLED", True)
@@ -227,9 +236,17 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # /api/v1/docs/ loads Swagger UI from this service's static files (the pinned
+    # drf-spectacular-sidecar), never from a CDN: it works offline and behind firewalls.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No spec-validator badge: it would send the schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chainlearn.schema.document_common_errors",
+        "chainlearn.schema.document_page_bounds",
     ],
 }
 
@@ -242,7 +259,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic puts the admin's and Swagger UI's files, served at /static/ with
+# SERVE_STATIC.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -261,9 +280,17 @@ CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 CORS_PREFLIGHT_MAX_AGE = env_int("CORS_PREFLIGHT_MAX_AGE", 600)
 # --- end CORS ---------------------------------------------------------------------------
 
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "WARNING")},
+    "filters": {"client_errors_as_info": {"()": "chainlearn.logfilters.ClientErrorsAsInfo"}},
+    # The handler's level too: records that loggers below root pass at INFO stay off the
+    # console unless LOG_LEVEL asks for them.
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": LOG_LEVEL}},
+    "loggers": {
+        # A 4xx is one INFO line (no traceback), not a WARNING on the console.
+        "django.request": {"filters": ["client_errors_as_info"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

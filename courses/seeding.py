@@ -380,10 +380,39 @@ def _plan_catalog(plan: _Plan, rng: random.Random, count: int) -> None:
             course_plan.quiz_ids.append(quiz.id)
             course_plan.correct.append(tuple(correct))
             content["modules"].append({"title": module_title, "questions": questions})
-        course.content_hash = hashlib.sha256(
-            json.dumps(content, sort_keys=True).encode()
-        ).hexdigest()
+        course.content_hash = _content_hash(content)
         plan.courses.append(course_plan)
+    _plan_tour_course(plan)
+
+
+def _content_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def _plan_tour_course(plan: _Plan) -> None:
+    """Make the newest active course the README's tour course: the right answer to each of
+    its questions is the first option, which is what the README's curl session submits, so
+    a new user can pass its quizzes, claim the rewards and mint its credential.
+    """
+    active = [c for c in plan.courses if c.course.is_active]
+    if not active:
+        return
+    tour = max(active, key=lambda c: c.created)
+    quizzes = {quiz.module_id: quiz for quiz in plan.quizzes}
+    content: dict[str, Any] = {
+        "title": tour.course.title,
+        "description": tour.course.description,
+        "modules": [],
+    }
+    for module in sorted(
+        (m for m in plan.modules if m.course_id == tour.course.id), key=lambda m: m.order
+    ):
+        questions = quizzes[module.id].questions
+        for question in questions:
+            question["correctIndex"] = 0
+        content["modules"].append({"title": module.title, "questions": questions})
+    tour.correct = [(0,) * len(QUESTION_IDS) for _ in tour.quiz_ids]
+    tour.course.content_hash = _content_hash(content)
 
 
 def _plan_learners(plan: _Plan, rng: random.Random, count: int, password_hash: str) -> None:

@@ -86,7 +86,7 @@ def test_register_creates_user_and_a_working_token(api):
 
 def test_register_without_stellar_address(api):
     response = api.post(
-        "/api/v1/auth/register", {"username": "bob", "password": "12345678"}, format="json"
+        "/api/v1/auth/register", {"username": "bob", "password": "long enough pw"}, format="json"
     )
 
     data = assert_success(response, 201)
@@ -99,7 +99,7 @@ def test_register_duplicate_username_is_409_and_adds_nothing(api):
     before = (User.objects.count(), ApiToken.objects.count())
 
     response = api.post(
-        "/api/v1/auth/register", {"username": "taken", "password": "12345678"}, format="json"
+        "/api/v1/auth/register", {"username": "taken", "password": "long enough pw"}, format="json"
     )
 
     body = assert_error(response, 409, "CONFLICT")
@@ -113,7 +113,7 @@ def test_register_duplicate_stellar_address_is_409(api):
 
     response = api.post(
         "/api/v1/auth/register",
-        {"username": "fresh", "password": "12345678", "stellarAddress": STELLAR},
+        {"username": "fresh", "password": "long enough pw", "stellarAddress": STELLAR},
         format="json",
     )
 

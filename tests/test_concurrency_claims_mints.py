@@ -192,7 +192,7 @@ def test_concurrent_mints_issue_one_credential(user, monkeypatch):
 
 
 def test_concurrent_registrations_of_one_username_create_one_user():
-    body = {"username": "racer", "password": "12345678"}
+    body = {"username": "racer", "password": "long enough pw"}
 
     responses = run_concurrently(
         [lambda: APIClient().post("/api/v1/auth/register", body, format="json")] * THREADS

@@ -8,6 +8,8 @@ import secrets
 import time
 from typing import Any
 
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from courses.seeding import (
@@ -18,6 +20,22 @@ from courses.seeding import (
     demo_data_seed,
     demo_token_issue,
 )
+from users.models import User
+
+
+def login_password(env_name: str, username: str) -> str:
+    """The password in ``env_name``, else a random one; either passes the password policy.
+
+    Raises ``CommandError`` with the validators' messages for a weak one.
+    """
+    password = os.environ.get(env_name, "") or secrets.token_urlsafe(12)
+    try:
+        validate_password(password, User(username=username))
+    except ValidationError as exc:
+        raise CommandError(
+            f"{env_name} fails the password policy: {' '.join(exc.messages)}"
+        ) from None
+    return password
 
 
 def count(raw: str) -> int:
@@ -86,8 +104,8 @@ class Command(BaseCommand):
             )
         env_demo = os.environ.get("DEMO_PASSWORD", "")
         env_admin = os.environ.get("ADMIN_PASSWORD", "")
-        demo_password = env_demo or secrets.token_urlsafe(12)
-        admin_password = env_admin or secrets.token_urlsafe(12)
+        demo_password = login_password("DEMO_PASSWORD", DEMO_USERNAME)
+        admin_password = login_password("ADMIN_PASSWORD", ADMIN_USERNAME)
         size = SeedSize(
             courses=options["courses"],
             users=options["users"],
