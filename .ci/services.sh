@@ -116,6 +116,11 @@ write_service_env() {
                 printf 'export %s=%q\n' "$name" "${!name}"
             fi
         done >"$STATE_DIR/service.env"
+        # The workers' metric files: cache_stats counts what /metrics shows from them.
+        if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+            printf 'export PROMETHEUS_MULTIPROC_DIR=%q\n' "$PROMETHEUS_MULTIPROC_DIR" \
+                >>"$STATE_DIR/service.env"
+        fi
     )
 }
 
