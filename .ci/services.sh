@@ -7,7 +7,7 @@ PG_PORT=${PG_PORT:-55432}
 REDIS_PORT=${REDIS_PORT:-56379}
 STATE_DIR=${STATE_DIR:-/tmp/chainlearn-$PG_PORT}
 VENV=${VENV:-.venv}
-# 0 skips chromium, which only the tests need (.ci/serve sets it).
+# 0 skips chromium and promtool, which only the tests need (.ci/serve sets it).
 INSTALL_BROWSER=${INSTALL_BROWSER:-1}
 
 install_system_packages() {
@@ -26,6 +26,7 @@ install_system_packages() {
     systemctl disable --now redis-server >/dev/null 2>&1 || true
     if [ "$INSTALL_BROWSER" = 1 ]; then
         install_browser
+        install_promtool
     fi
 }
 
@@ -36,6 +37,36 @@ install_browser() {
     # Waits for a concurrent apt run instead of failing on its lock.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         -o DPkg::Lock::Timeout=600 chromium >/dev/null
+}
+
+# promtool, from Debian's prometheus package: tests/test_ops_rules.py checks and unit-tests
+# the alerting rules in ops/prometheus/ with it.
+install_promtool() {
+    command -v promtool >/dev/null && return 0
+    apt_update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 prometheus >/dev/null
+    # The package starts a Prometheus server of its own (port 9090); only promtool is wanted.
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+    if [ ! -d /run/systemd/system ] && [ -x /etc/init.d/prometheus ]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+        update-rc.d prometheus disable >/dev/null 2>&1 || true
+    fi
+}
+
+# apt-get update does not wait for the lists lock as installs do (DPkg::Lock::Timeout):
+# retry while another apt run holds it, fail at once on any other error.
+apt_update() {
+    local err=""
+    for _ in $(seq 60); do
+        err=$(apt-get update -qq 2>&1 >/dev/null) && return 0
+        case $err in
+            *lock*) sleep 10 ;;
+            *) break ;;
+        esac
+    done
+    echo "$err" >&2
+    return 1
 }
 
 install_python_packages() {
