@@ -8,6 +8,7 @@ they are, without searching or editing JSON bytes.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,12 @@ class Frame:
     stamp: str
     data: bytes
     total: int | None
+
+    def tag(self, key: str) -> str:
+        """Names this fill of entry ``key``: its key, stamp and expiry (unique per fill), so
+        two reads with the same tag served the same bytes. Not a hash of the payload."""
+        name = f"{key}|{self.stamp}|{self.fresh_until_ms}".encode()
+        return hashlib.blake2b(name, digest_size=12).hexdigest()
 
     def encode(self) -> bytes:
         total = "-" if self.total is None else str(self.total)

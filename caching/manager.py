@@ -59,10 +59,12 @@ def by_field(name: str) -> ScopeFn:
 @dataclass(frozen=True)
 class Served:
     """A read's value as JSON (``data``) and, for a page, its total; ``null`` when the
-    loader found nothing (nothing was stored)."""
+    loader found nothing (nothing was stored). ``tag`` names the stored entry it came from
+    (``Frame.tag``): the same tag is the same bytes; None when it was loaded uncached."""
 
     data: bytes
     total: int | None = None
+    tag: str | None = None
 
     @property
     def missing(self) -> bool:
@@ -128,7 +130,7 @@ class CacheManager:
                 lambda: self._fill(slot, found, params)
             ):
                 self._fill(slot, found, params)  # queue full: reload inline
-            return Served(found.frame.data, found.frame.total)
+            return served_from(slot, found.frame)
         if found.state == "wait":
             return self._wait_for_fill(slot, params)
         record(self.namespace, "fill")
@@ -173,7 +175,9 @@ class CacheManager:
         )
         with contextlib.suppress(CacheUnavailable):
             entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
-        return served
+        # Tagged even if the store was refused: a tag names one fill, and a later request
+        # can only see it again if this very frame was stored.
+        return served_from(slot, frame)
 
     def _wait_for_fill(self, slot: Slot, params: Params) -> Served:
         """Look again, backing off, until the filler's value is there or its lease lapses
@@ -187,7 +191,7 @@ class CacheManager:
                 (found,) = entries.lookup([slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS)
                 if found.frame is not None:
                     record(self.namespace, "waited")
-                    return Served(found.frame.data, found.frame.total)
+                    return served_from(slot, found.frame)
                 if found.state == "fill":
                     record(self.namespace, "fill")
                     return self._fill(slot, found, params)
@@ -229,6 +233,10 @@ def read_behind(
         return None
     gate.settle(gate_slot, found[0], gate_params)
     return manager.settle(slot, found[1], params)
+
+
+def served_from(slot: Slot, frame: Frame) -> Served:
+    return Served(frame.data, frame.total, frame.tag(slot.key))
 
 
 def fresh_ms(ttl_ms: int) -> int:

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
+from prometheus_client import Counter
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
@@ -40,12 +41,19 @@ from users.authentication import principal_params
 
 # parse(query string, path kwargs) -> the manager's parameters; raises InvalidInput.
 Parse = Callable[[Mapping[str, str], Mapping[str, Any]], Params]
-# per_caller(caller's user id, the entry's data) -> the data this caller sees.
-PerCaller = Callable[[Any, Any], Any]
+# per_caller(caller's user id, the entry's data) -> (the data this caller sees, a short
+# text naming the caller's own part of it, for the ETag).
+PerCaller = Callable[[Any, Any], tuple[Any, str]]
 
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 # Where the fast path leaves its parse (parameters or the error) for the DRF path.
 _PARSED = "hot_read_parsed"
+
+NOT_MODIFIED = Counter(
+    "http_not_modified_total",
+    "Hot reads answered 304 Not Modified (If-None-Match named the current ETag).",
+    ["namespace"],
+)
 
 
 @dataclass(frozen=True)
@@ -61,19 +69,54 @@ class HotRead:
         self, request: HttpRequest | Request, params: Params, served: Served, user_id: Any
     ) -> HttpResponse:
         """The success envelope for ``served``: its JSON spliced in as stored, except where
-        the caller's own part is added."""
+        the caller's own part is added; or a 304 when the request names its ETag."""
         if served.missing and self.absent is not None:
             raise self.absent()
-        data = served.data
+        data, own = served.data, ""
         if self.per_caller is not None and user_id is not None:
-            data = dumps(self.per_caller(user_id, served.value()))
+            value, own = self.per_caller(user_id, served.value())
+            data = dumps(value)
+        headers = {
+            # Revalidate every time: an entry may be invalidated at any moment.
+            "Cache-Control": "private, no-cache" if user_id is not None else "no-cache",
+            "Vary": "Authorization",
+        }
+        etag = entity_tag(served, own)
+        if etag is not None:
+            headers["ETag"] = etag
+            if matches(request.META.get("HTTP_IF_NONE_MATCH"), etag):
+                NOT_MODIFIED.labels(self.manager.namespace).inc()
+                return HttpResponseNotModified(headers=headers)
         pagination = None
         if served.total is not None:
             pagination = {"page": params["page"], "limit": params["limit"], "total": served.total}
-        return ok_json(request, data, pagination=pagination)
+        response = ok_json(request, data, pagination=pagination)
+        for name, value in headers.items():
+            response[name] = value
+        return response
 
     def read_for(self, params: Params, user_id: Any) -> Params:
         return {**params, "user_id": user_id} if self.per_user else params
+
+
+def entity_tag(served: Served, own: str) -> str | None:
+    """A strong ETag: the stored entry's tag (one per fill) and the caller's own part;
+    None for a value loaded without the cache."""
+    if served.tag is None:
+        return None
+    return f'"{served.tag}-{own}"' if own else f'"{served.tag}"'
+
+
+def matches(if_none_match: str | None, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, as RFC 9110 has for it) or is
+    ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        candidate = candidate.strip().removeprefix("W/")
+        if candidate in ("*", etag):
+            return True
+    return False
 
 
 def no_params(query: Mapping[str, str], path: Mapping[str, Any]) -> Params:

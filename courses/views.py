@@ -54,16 +54,21 @@ def detail_params(query: Mapping[str, str], path: Mapping[str, Any]) -> dict[str
     return {"course_id": parse_uuid(path["course_id"], field="courseId")}
 
 
-def with_enrollment(user_id: Any, courses: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Copies of the shared course dicts with this user's fresh ``isEnrolled`` set."""
+def with_enrollment(
+    user_id: Any, courses: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str]:
+    """Copies of the shared course dicts with this user's fresh ``isEnrolled`` set, and
+    those flags as ``0``/``1`` (the caller's own part of the ETag)."""
     enrolled = selectors.enrolled_course_ids(
         user_id=user_id, course_ids=[course["id"] for course in courses]
     )
-    return [{**course, "isEnrolled": course["id"] in enrolled} for course in courses]
+    marked = [{**course, "isEnrolled": course["id"] in enrolled} for course in courses]
+    return marked, "".join("1" if course["isEnrolled"] else "0" for course in marked)
 
 
-def course_with_enrollment(user_id: Any, course: dict[str, Any]) -> dict[str, Any]:
-    return with_enrollment(user_id, [course])[0]
+def course_with_enrollment(user_id: Any, course: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    (marked,), flags = with_enrollment(user_id, [course])
+    return marked, flags
 
 
 CATALOGUE = {
