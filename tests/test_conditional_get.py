@@ -40,7 +40,7 @@ def test_anonymous_read_revalidates_with_a_304_and_no_sql(
         etag = first["ETag"]
         assert etag.startswith('"') and etag.endswith('"') and not etag.startswith("W/")
         assert first["Cache-Control"] == "no-cache"
-        assert first["Vary"] == "Authorization"
+        assert "Authorization" in [v.strip() for v in first["Vary"].split(",")]
         counted = not_modified(namespace)
         redis_client.config_resetstat()
 
@@ -71,7 +71,7 @@ def test_a_write_changes_the_etag_at_once(api, world):
 
 
 def test_signed_in_list_304_costs_only_the_enrollment_query(world, django_assert_num_queries):
-    learner, course = world
+    learner, _ = world
     client = client_for(learner)
     first = client.get("/api/v1/courses")
     assert first["Cache-Control"] == "private, no-cache"
