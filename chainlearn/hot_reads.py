@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from prometheus_client import Counter
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
@@ -49,6 +51,17 @@ _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 # Where the fast path leaves its parse (parameters or the error) for the DRF path.
 _PARSED = "hot_read_parsed"
 
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="The `ETag` of an earlier answer: 304 while it is still current.",
+)
+NOT_MODIFIED_DOC = OpenApiResponse(
+    description="Not modified: `If-None-Match` named the current `ETag` (no body). Every "
+    "answer carries a strong `ETag`, `Cache-Control: no-cache` (`private, no-cache` for a "
+    "signed-in caller) and `Vary: Authorization`."
+)
 NOT_MODIFIED = Counter(
     "http_not_modified_total",
     "Hot reads answered 304 Not Modified (If-None-Match named the current ETag).",
@@ -63,7 +76,7 @@ class HotRead:
     per_user: bool = False  # the entry is the caller's own (its user id is the scope)
     per_caller: PerCaller | None = None  # applied for a signed-in caller of a shared entry
     absent: Callable[[], DomainError] | None = None  # raised when the loader found nothing
-    schema: Callable[[Any], Any] | None = None  # its OpenAPI operation (``extend_schema``)
+    doc: Mapping[str, Any] = field(default_factory=dict)  # its ``extend_schema`` arguments
 
     def respond(
         self, request: HttpRequest | Request, params: Params, served: Served, user_id: Any
@@ -161,8 +174,7 @@ class HotReadViewSet(GenericViewSet):
         super().__init_subclass__(**kwargs)
         for name, read in cls.hot_reads.items():
             if name not in cls.__dict__:
-                action = _action(name)
-                setattr(cls, name, action if read.schema is None else read.schema(action))
+                setattr(cls, name, documented(read, _action(name)))
 
     def get_permissions(self) -> Sequence[Any]:
         # A method the route does not map (a 405 to be) is checked as the route's action.
@@ -219,6 +231,15 @@ def _action(name: str) -> Callable[..., HttpResponse]:
 
     action.__name__ = action.__qualname__ = name
     return action
+
+
+def documented(read: HotRead, action: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """``action`` with its OpenAPI operation: the declared one, plus the conditional GET
+    every hot read answers."""
+    doc = dict(read.doc)
+    doc["parameters"] = [*doc.get("parameters", []), IF_NONE_MATCH]
+    doc["responses"] = {**doc.get("responses", {}), 304: NOT_MODIFIED_DOC}
+    return extend_schema(**doc)(action)  # type: ignore[no-any-return]
 
 
 def _allow_header(cls: type[GenericViewSet], actions: Mapping[str, Any]) -> str:

@@ -76,7 +76,7 @@ CATALOGUE = {
         course_list_cache,
         list_params,
         per_caller=with_enrollment,
-        schema=extend_schema(
+        doc=dict(
             operation_id="courses_list",
             summary="List active courses, newest first",
             description=OPTIONAL_AUTH,
@@ -94,7 +94,7 @@ CATALOGUE = {
         detail_params,
         per_caller=course_with_enrollment,
         absent=lambda: NotFound("Course not found"),
-        schema=extend_schema(
+        doc=dict(
             operation_id="courses_retrieve",
             summary="A course with its modules",
             description=OPTIONAL_AUTH,

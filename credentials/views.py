@@ -17,20 +17,16 @@ from credentials import services
 from credentials.serializers import CredentialItemSerializer, MintResultSerializer, MintSerializer
 from users.models import User
 
-CREDENTIALS = HotRead(
-    credential_list_cache,
-    no_params,
-    per_user=True,
-    schema=extend_schema(
-        operation_id="credentials_list",
-        tags=["credentials"],
-        summary="The caller's credentials (revoked ones flagged), newest first",
-        responses={
-            200: envelope("CredentialListEnvelope", CredentialItemSerializer(many=True)),
-            401: UNAUTHORIZED,
-        },
-    ),
+CREDENTIALS_DOC = dict(
+    operation_id="credentials_list",
+    tags=["credentials"],
+    summary="The caller's credentials (revoked ones flagged), newest first",
+    responses={
+        200: envelope("CredentialListEnvelope", CredentialItemSerializer(many=True)),
+        401: UNAUTHORIZED,
+    },
 )
+CREDENTIALS = HotRead(credential_list_cache, no_params, per_user=True, doc=CREDENTIALS_DOC)
 
 
 # The caller's credentials (a cached hot read), and minting one.

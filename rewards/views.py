@@ -40,24 +40,20 @@ def history_params(query: Mapping[str, str], path: Mapping[str, Any]) -> dict[st
     return page_params(query)
 
 
-HISTORY = HotRead(
-    reward_history_cache,
-    history_params,
-    per_user=True,
-    schema=extend_schema(
-        operation_id="rewards_history",
-        tags=["rewards"],
-        summary="The caller's claimed rewards, newest first",
-        parameters=PAGE_PARAMETERS,
-        responses={
-            200: envelope(
-                "RewardHistoryEnvelope", RewardHistoryItemSerializer(many=True), paginated=True
-            ),
-            400: error("VALIDATION_ERROR: page or limit out of range or not an integer."),
-            401: UNAUTHORIZED,
-        },
-    ),
+HISTORY_DOC = dict(
+    operation_id="rewards_history",
+    tags=["rewards"],
+    summary="The caller's claimed rewards, newest first",
+    parameters=PAGE_PARAMETERS,
+    responses={
+        200: envelope(
+            "RewardHistoryEnvelope", RewardHistoryItemSerializer(many=True), paginated=True
+        ),
+        400: error("VALIDATION_ERROR: page or limit out of range or not an integer."),
+        401: UNAUTHORIZED,
+    },
 )
+HISTORY = HotRead(reward_history_cache, history_params, per_user=True, doc=HISTORY_DOC)
 
 
 # Claims (rate-limited per caller) and the caller's history (a cached hot read).

@@ -122,17 +122,13 @@ class AuthViewSet(GenericViewSet):
         return ok(request, {"message": "Logged out successfully"})
 
 
-PROGRESS = HotRead(
-    progress_cache,
-    no_params,
-    per_user=True,
-    schema=extend_schema(
-        operation_id="users_me_progress",
-        tags=["users"],
-        summary="The caller's learning progress counters",
-        responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
-    ),
+PROGRESS_DOC = dict(
+    operation_id="users_me_progress",
+    tags=["users"],
+    summary="The caller's learning progress counters",
+    responses={200: envelope("ProgressEnvelope", ProgressSerializer()), 401: UNAUTHORIZED},
 )
+PROGRESS = HotRead(progress_cache, no_params, per_user=True, doc=PROGRESS_DOC)
 
 
 # The caller: profile (read and update) and progress (a cached hot read).
