@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import tempfile
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +30,10 @@ function request()
   local r = formatted[i]
   if r == nil then
     local e = reqs[i]
-    if e[2] ~= "" then
-      r = wrk.format("GET", e[1], {["Authorization"] = "Bearer " .. e[2]})
-    else
-      r = wrk.format("GET", e[1], {})
-    end
+    local headers = {}
+    if e[2] ~= "" then headers["Authorization"] = "Bearer " .. e[2] end
+    if e[3] ~= nil and e[3] ~= "" then headers["If-None-Match"] = e[3] end
+    r = wrk.format("GET", e[1], headers)
     formatted[i] = r
   end
   return r
@@ -79,6 +79,9 @@ class Endpoint:
     namespace: str | None
     requests: list[tuple[str, str]]  # (path, token or "")
     authenticated: bool = False
+    # Sent with If-None-Match: the ETag each request's answer had just before the run
+    # (cached mode only: an uncached answer has no ETag).
+    conditional: bool = False
 
 
 def _pair(paths: list[str], tokens: list[str], rng: random.Random) -> list[tuple[str, str]]:
@@ -108,6 +111,20 @@ def endpoints(data: Dataset) -> list[Endpoint]:
             "GET /courses/{id} (anonymous)",
             "courses:detail",
             [(p, "") for p in shuffled_details],
+        ),
+        Endpoint(
+            "list_anon_304",
+            "GET /courses (anonymous, If-None-Match)",
+            "courses:list",
+            [(p, "") for p in data.list_paths()],
+            conditional=True,
+        ),
+        Endpoint(
+            "detail_anon_304",
+            "GET /courses/{id} (anonymous, If-None-Match)",
+            "courses:detail",
+            [(p, "") for p in shuffled_details],
+            conditional=True,
         ),
         Endpoint(
             "list_auth",
@@ -161,8 +178,21 @@ def mixed_requests(data: Dataset, count: int = 20000) -> list[tuple[str, str]]:
     return out
 
 
-def script(requests: list[tuple[str, str]], work_dir: Path) -> Path:
-    entries = ",\n".join(f'  {{"{path}", "{token}"}}' for path, token in requests)
+def with_etags(base_url: str, requests: list[tuple[str, str]]) -> list[tuple[str, ...]]:
+    """Each request with the ETag its answer carries now (fetched once per distinct one)."""
+    etags: dict[tuple[str, str], str] = {}
+    for path, token in dict.fromkeys(requests):
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(f"{base_url}{path}", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            etags[(path, token)] = response.headers.get("ETag", "")
+    return [(path, token, etags[(path, token)]) for path, token in requests]
+
+
+def script(requests: list[tuple[str, ...]], work_dir: Path) -> Path:
+    entries = ",\n".join(
+        "  {" + ", ".join(json.dumps(field) for field in request) + "}" for request in requests
+    )
     with tempfile.NamedTemporaryFile(
         "w", prefix="wrk-", suffix=".lua", dir=work_dir, delete=False
     ) as handle:

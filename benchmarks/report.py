@@ -47,6 +47,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "≥ 0.60",
             ratio >= 0.6,
         )
+    for name, plain in (("list_anon_304", "list_anon"), ("detail_anon_304", "detail_anon")):
+        if name in cached and plain in cached and "health" in cached:
+            run = cached[name]
+            add(
+                f"{run['label']}: req/s ÷ plain GET (÷ /health/live)",
+                f"{run['rps'] / cached[plain]['rps']:.2f} "
+                f"({run['rps'] / cached['health']['rps']:.2f}); "
+                f"{run['bytes_per_req']:.0f} bytes/answer",
+                "≥ 1.00 (a 304 costs no more than a cached 200)",
+                run["rps"] >= cached[plain]["rps"] * 0.98,
+            )
     for name in HOT:
         if name in cached and name in uncached:
             ratio = cached[name]["rps"] / uncached[name]["rps"]

@@ -42,7 +42,10 @@ def setup_django(secret_key: str) -> None:
 def measure_endpoint(
     config: Config, collector: stats.Collector, server: Server, endpoint: load.Endpoint
 ) -> dict[str, Any]:
-    lua = load.script(endpoint.requests, config.work_dir)
+    sent: list[tuple[str, ...]] = list(endpoint.requests)
+    if endpoint.conditional:
+        sent = load.with_etags(server.base_url, endpoint.requests)
+    lua = load.script(sent, config.work_dir)
     imbalanced: list[float] = []
     try:
         wait_for_quiet(config)
@@ -81,6 +84,7 @@ def measure_endpoint(
         "label": endpoint.label,
         "requests": requests,
         "rps": result["rps"],
+        "bytes_per_req": int(result["bytes"]) / max(requests, 1),  # type: ignore[call-overload]
         "errors": result["errors"],
         "latency_ms": latency,
         "sql_per_req": snap.sql_calls / requests,
@@ -237,6 +241,8 @@ def run_endpoints(
             order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
             for mode in order:
                 server = servers[mode]
+                if endpoint.conditional and not server.cache_enabled:
+                    continue  # no ETag without the cache: nothing to revalidate
                 if server.cache_enabled:
                     rewarm(endpoint.namespace)
                     if endpoint.authenticated:
@@ -249,10 +255,12 @@ def run_endpoints(
                     f"hit {_rate(run['hit_rate'])}  CPU {run['worker_cpu_ms_per_req']:.2f} ms/req"
                     f"  other load {100 * run['foreign_cpu_share']:.0f} %"
                     f"  balance {run['worker_balance']:.2f}"
-                    f"  non-2xx {run['errors']['status']}  events {run['log_events']}"
+                    f"  non-2xx {run['errors']['status']}  bytes/req {run['bytes_per_req']:.0f}"
+                    f"  events {run['log_events']}"
                 )
         for mode, mode_runs in runs.items():
-            out[mode][endpoint.name] = combine(mode_runs)
+            if mode_runs:
+                out[mode][endpoint.name] = combine(mode_runs)
     return out
 
 
@@ -287,6 +295,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
             key: weighted(key)
             for key in (
                 "sql_per_req",
+                "bytes_per_req",
                 "sql_pings_per_req",
                 "sql_per_hit",
                 "redis_per_req",
