@@ -28,9 +28,6 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotModified
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from prometheus_client import Counter
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
@@ -38,6 +35,7 @@ from rest_framework.viewsets import GenericViewSet
 from caching.manager import CacheManager, Params, Served, dumps, read_behind
 from chainlearn.api import exception_response, ok_json
 from chainlearn.caches import principal_cache
+from chainlearn.conditional import NOT_MODIFIED, documented, not_modified, validators
 from chainlearn.errors import DomainError
 from users.authentication import principal_params
 
@@ -50,23 +48,6 @@ PerCaller = Callable[[Any, Any], tuple[Any, str]]
 _JSON_ACCEPTS = frozenset({"", "*/*", "application/json"})
 # Where the fast path leaves its parse (parameters or the error) for the DRF path.
 _PARSED = "hot_read_parsed"
-
-IF_NONE_MATCH = OpenApiParameter(
-    "If-None-Match",
-    OpenApiTypes.STR,
-    OpenApiParameter.HEADER,
-    description="The `ETag` of an earlier answer: 304 while it is still current.",
-)
-NOT_MODIFIED_DOC = OpenApiResponse(
-    description="Not modified: `If-None-Match` named the current `ETag` (no body). Every "
-    "answer carries a strong `ETag`, `Cache-Control: no-cache` (`private, no-cache` for a "
-    "signed-in caller) and `Vary: Authorization`."
-)
-NOT_MODIFIED = Counter(
-    "http_not_modified_total",
-    "Hot reads answered 304 Not Modified (If-None-Match named the current ETag).",
-    ["namespace"],
-)
 
 
 @dataclass(frozen=True)
@@ -89,17 +70,10 @@ class HotRead:
         if self.per_caller is not None and user_id is not None:
             value, own = self.per_caller(user_id, served.value())
             data = dumps(value)
-        headers = {
-            # Revalidate every time: an entry may be invalidated at any moment.
-            "Cache-Control": "private, no-cache" if user_id is not None else "no-cache",
-            "Vary": "Authorization",
-        }
-        etag = entity_tag(served, own)
-        if etag is not None:
-            headers["ETag"] = etag
-            if matches(request.META.get("HTTP_IF_NONE_MATCH"), etag):
-                NOT_MODIFIED.labels(self.manager.namespace).inc()
-                return HttpResponseNotModified(headers=headers)
+        headers = validators(served, own, signed_in=user_id is not None)
+        if not_modified(request, headers):
+            NOT_MODIFIED.labels(self.manager.namespace).inc()
+            return HttpResponseNotModified(headers=headers)
         pagination = None
         if served.total is not None:
             pagination = {"page": params["page"], "limit": params["limit"], "total": served.total}
@@ -110,26 +84,6 @@ class HotRead:
 
     def read_for(self, params: Params, user_id: Any) -> Params:
         return {**params, "user_id": user_id} if self.per_user else params
-
-
-def entity_tag(served: Served, own: str) -> str | None:
-    """A strong ETag: the stored entry's tag (one per fill) and the caller's own part;
-    None for a value loaded without the cache."""
-    if served.tag is None:
-        return None
-    return f'"{served.tag}-{own}"' if own else f'"{served.tag}"'
-
-
-def matches(if_none_match: str | None, etag: str) -> bool:
-    """``If-None-Match`` names ``etag`` (weak comparison, as RFC 9110 has for it) or is
-    ``*``."""
-    if not if_none_match:
-        return False
-    for candidate in if_none_match.split(","):
-        candidate = candidate.strip().removeprefix("W/")
-        if candidate in ("*", etag):
-            return True
-    return False
 
 
 def no_params(query: Mapping[str, str], path: Mapping[str, Any]) -> Params:
@@ -174,7 +128,7 @@ class HotReadViewSet(GenericViewSet):
         super().__init_subclass__(**kwargs)
         for name, read in cls.hot_reads.items():
             if name not in cls.__dict__:
-                setattr(cls, name, documented(read, _action(name)))
+                setattr(cls, name, documented(read.doc, _action(name)))
 
     def get_permissions(self) -> Sequence[Any]:
         # A method the route does not map (a 405 to be) is checked as the route's action.
@@ -231,15 +185,6 @@ def _action(name: str) -> Callable[..., HttpResponse]:
 
     action.__name__ = action.__qualname__ = name
     return action
-
-
-def documented(read: HotRead, action: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """``action`` with its OpenAPI operation: the declared one, plus the conditional GET
-    every hot read answers."""
-    doc = dict(read.doc)
-    doc["parameters"] = [*doc.get("parameters", []), IF_NONE_MATCH]
-    doc["responses"] = {**doc.get("responses", {}), 304: NOT_MODIFIED_DOC}
-    return extend_schema(**doc)(action)  # type: ignore[no-any-return]
 
 
 def _allow_header(cls: type[GenericViewSet], actions: Mapping[str, Any]) -> str:
