@@ -80,8 +80,10 @@ class Endpoint:
     requests: list[tuple[str, str]]  # (path, token or "")
     authenticated: bool = False
     # Sent with If-None-Match: the ETag each request's answer had just before the run
-    # (cached mode only: an uncached answer has no ETag).
+    # (cached mode only: an uncached answer has no ETag). ``plain`` names the endpoint
+    # that sends the same requests without it; the two are measured in alternation.
     conditional: bool = False
+    plain: str | None = None
 
 
 def _pair(paths: list[str], tokens: list[str], rng: random.Random) -> list[tuple[str, str]]:
@@ -118,6 +120,7 @@ def endpoints(data: Dataset) -> list[Endpoint]:
             "courses:list",
             [(p, "") for p in data.list_paths()],
             conditional=True,
+            plain="list_anon",
         ),
         Endpoint(
             "detail_anon_304",
@@ -125,6 +128,7 @@ def endpoints(data: Dataset) -> list[Endpoint]:
             "courses:detail",
             [(p, "") for p in shuffled_details],
             conditional=True,
+            plain="detail_anon",
         ),
         Endpoint(
             "list_auth",

@@ -231,24 +231,32 @@ def run_endpoints(
 ) -> dict[str, dict[str, Any]]:
     """Each endpoint in each mode, the modes back to back so both see the same machine,
     ``config.rounds`` times in alternating order (cached, uncached, uncached, cached…), so
-    a machine speeding up or slowing down during the pair weighs on both modes alike."""
+    a machine speeding up or slowing down during the pair weighs on both modes alike. A
+    conditional endpoint joins its plain twin's alternation (cached mode only: without
+    the cache there is no ETag to revalidate)."""
     out: dict[str, dict[str, Any]] = {mode: {} for mode in servers}
-    for endpoint in load.endpoints(data):
-        if config.endpoints and endpoint.name not in config.endpoints:
-            continue
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in servers}
+    wanted = [e for e in load.endpoints(data) if not config.endpoints or e.name in config.endpoints]
+    names = {e.name for e in wanted}
+    for first in (e for e in wanted if not e.conditional or e.plain not in names):
+        group = [first, *(e for e in wanted if e.conditional and e.plain == first.name)]
+        slots = [
+            (mode, endpoint)
+            for mode, server in servers.items()
+            for endpoint in group
+            if server.cache_enabled or not endpoint.conditional
+        ]
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {
+            (mode, endpoint.name): [] for mode, endpoint in slots
+        }
         for round_ in range(config.rounds):
-            order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
-            for mode in order:
+            for mode, endpoint in slots if round_ % 2 == 0 else list(reversed(slots)):
                 server = servers[mode]
-                if endpoint.conditional and not server.cache_enabled:
-                    continue  # no ETag without the cache: nothing to revalidate
                 if server.cache_enabled:
                     rewarm(endpoint.namespace)
                     if endpoint.authenticated:
                         prefill(server, endpoint)
                 run = measure_endpoint(config, collector, server, endpoint)
-                runs[mode].append(run)
+                runs[(mode, endpoint.name)].append(run)
                 log(
                     f"{mode:8} {endpoint.name:12} {run['rps']:8.0f} req/s  "
                     f"p99 {run['latency_ms']['p99']:7.2f} ms  SQL/req {run['sql_per_req']:.2f}  "
@@ -258,9 +266,8 @@ def run_endpoints(
                     f"  non-2xx {run['errors']['status']}  bytes/req {run['bytes_per_req']:.0f}"
                     f"  events {run['log_events']}"
                 )
-        for mode, mode_runs in runs.items():
-            if mode_runs:
-                out[mode][endpoint.name] = combine(mode_runs)
+        for (mode, name), slot_runs in runs.items():
+            out[mode][name] = combine(slot_runs)
     return out
 
 
