@@ -60,6 +60,12 @@ class Frame:
         total = "-" if self.total is None else str(self.total)
         return f"{self.fresh_until_ms} {self.stamp} {total}\n".encode() + self.data
 
+    @staticmethod
+    def stamp_in(head: bytes) -> bytes | None:
+        """The stamp in the first bytes of a stored value (None if they are not a frame)."""
+        fields = head.split(b" ", 2)
+        return fields[1] if len(fields) == 3 else None
+
     @classmethod
     def decode(cls, raw: bytes) -> Frame:
         head, _, data = raw.partition(b"\n")
@@ -84,6 +90,12 @@ class Found:
     token: str
 
 
+def stamp(counters: Sequence[bytes | None]) -> bytes:
+    """The stamp the scripts build (``scripts.STAMP``) from the epoch, namespace generation
+    and scope generation values (a missing counter is 0)."""
+    return b".".join(value or b"0" for value in counters)
+
+
 def new_lease_token() -> str:
     """Tells a lease's holder from others; unique, not secret, so drawn without the system
     call of ``secrets`` (``random`` reseeds itself in each forked worker)."""
@@ -100,7 +112,7 @@ def lookup(slots: Sequence[Slot], modes: Sequence[str], *, lease_ms: int) -> lis
     token = new_lease_token()
     script_keys = [key for slot in slots for key in slot.key_list()]
     replies = guarded(
-        [slot.namespace for slot in slots] if len(slots) > 1 else slots[0].namespace,
+        [slot.namespace for slot in slots],
         "lookup",
         lambda c: LOOKUP_SCRIPT(c, script_keys, [now_ms(), lease_ms, token, *modes]),
     )

@@ -68,12 +68,6 @@ def invalidate_on_commit(targets: Targets, cause: str, using: str | None = None)
         transaction.on_commit(lambda: invalidate(targets, cause), using=using, robust=True)
 
 
-def invalidate_rows(
-    model: type[models.Model], rows: Iterable[models.Model], cause: str, using: str | None = None
-) -> None:
-    invalidate_on_commit(targets_for(model, list(rows)), cause, using)
-
-
 def flush(namespaces: Iterable[str], cause: str = "flush") -> None:
     """Make every entry of ``namespaces`` a miss at once (a namespace-wide generation bump)."""
     invalidate({namespace: {keys.ALL} for namespace in namespaces}, cause)

@@ -24,13 +24,24 @@ from caching.connection import thread_connection
 # else 'stale'. Missing: mode 'lease' tries the lease ('fill', or 'wait' for its holder);
 # mode 'present' answers 'absent' and stops, so later entries are neither read nor leased.
 # Returns per entry read: {state, current stamp, value or false}.
-LOOKUP = """
+# The stamp of the entry whose five KEYS start after KEYS[k]: epoch, namespace generation
+# and scope generation, joined by '.' (a missing counter is 0). ``entries.stamp`` is the
+# same rule for Python.
+STAMP = """
+local function stamp_of(k)
+  return (redis.call('GET', KEYS[k + 1]) or '0') .. '.' ..
+    (redis.call('GET', KEYS[k + 2]) or '0') .. '.' .. (redis.call('GET', KEYS[k + 3]) or '0')
+end
+"""
+
+LOOKUP = (
+    STAMP
+    + """
 local now = tonumber(ARGV[1])
 local found = {}
 for i = 0, #KEYS / 5 - 1 do
   local k = i * 5
-  local stamp = (redis.call('GET', KEYS[k + 1]) or '0') .. '.' ..
-    (redis.call('GET', KEYS[k + 2]) or '0') .. '.' .. (redis.call('GET', KEYS[k + 3]) or '0')
+  local stamp = stamp_of(k)
   local value = redis.call('GET', KEYS[k + 4])
   local fresh_until
   if value then
@@ -58,23 +69,25 @@ for i = 0, #KEYS / 5 - 1 do
 end
 return found
 """
+)
 
 # Stores a filled entry only if the stamp is still the one the reader saw before loading:
 # a write that committed meanwhile has bumped a counter, so the reader's (possibly old)
 # value is dropped instead of stored. Releases the reader's lease.
 # KEYS: epoch, namespace generation, scope generation, entry, lease.
 # ARGV: stamp, value, ttl ms, lease token.
-STORE = """
-local stamp = (redis.call('GET', KEYS[1]) or '0') .. '.' ..
-  (redis.call('GET', KEYS[2]) or '0') .. '.' .. (redis.call('GET', KEYS[3]) or '0')
+STORE = (
+    STAMP
+    + """
 local stored = 0
-if stamp == ARGV[1] then
+if stamp_of(0) == ARGV[1] then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
   stored = 1
 end
 if redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
 return stored
 """
+)
 
 # Gives a lease back if this caller still holds it. KEYS: lease. ARGV: lease token.
 RELEASE = """

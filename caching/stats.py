@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 from redis import Redis
 
-from caching import keys
+from caching import entries, keys
 from caching.connection import guarded
+from caching.entries import Frame
 from caching.registry import registry
 
 COUNTERS = {
@@ -84,21 +85,25 @@ def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
         for batch in _scan_batches(client, keys.entry_pattern(namespace)):
             parsed = [(key, keys.entry_scope(namespace, key.decode())) for key in batch]
             entry_keys = [(key, found) for key, found in parsed if found is not None]
+            scopes = sorted({scope for _, (_, scope) in entry_keys})
             pipe = client.pipeline(transaction=False)
-            for key, (_, scope) in entry_keys:
-                pipe.get(keys.epoch_key())
-                pipe.get(keys.generation_key(namespace))
+            # The counters once per batch and scope, then each entry's head and size.
+            pipe.get(keys.epoch_key())
+            pipe.get(keys.generation_key(namespace))
+            for scope in scopes:
                 pipe.get(keys.generation_key(namespace, scope))
+            for key, _ in entry_keys:
                 pipe.getrange(key, 0, 99)
                 pipe.memory_usage(key)
-            replies = pipe.execute()
-            for n, (_, (version, _)) in enumerate(entry_keys):
-                epoch, ns_gen, scope_gen, head, usage = replies[n * 5 : n * 5 + 5]
+            epoch, ns_gen, *rest = pipe.execute()
+            scope_gens = dict(zip(scopes, rest[: len(scopes)], strict=True))
+            replies = rest[len(scopes) :]
+            for n, (_, (version, scope)) in enumerate(entry_keys):
+                head, usage = replies[n * 2 : n * 2 + 2]
                 if not head or usage is None:  # expired between SCAN and now
                     continue
-                stamp = b".".join(value or b"0" for value in (epoch, ns_gen, scope_gen))
-                filled_under = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b""
-                if version == manager.version and filled_under == stamp:
+                current_stamp = entries.stamp([epoch, ns_gen, scope_gens[scope]])
+                if version == manager.version and Frame.stamp_in(head) == current_stamp:
                     current += 1
                 else:
                     outdated += 1

@@ -37,7 +37,7 @@ from chainlearn.api import exception_response, ok_json
 from chainlearn.caches import principal_cache
 from chainlearn.conditional import NOT_MODIFIED, documented, not_modified, validators
 from chainlearn.errors import DomainError
-from users.authentication import principal_params
+from users.authentication import bearer_token, principal_params
 
 # parse(query string, path kwargs) -> the manager's parameters; raises InvalidInput.
 Parse = Callable[[Mapping[str, str], Mapping[str, Any]], Params]
@@ -101,14 +101,17 @@ def fast_path_applies(request: HttpRequest) -> bool:
     )
 
 
-def fast_get(read: HotRead, request: HttpRequest, params: Params) -> HttpResponse | None:
+def answer_from_cache(read: HotRead, request: HttpRequest, params: Params) -> HttpResponse | None:
     """A plain GET's answer from the cache, or None to hand the request to DRF."""
     if "HTTP_AUTHORIZATION" not in request.META:
         if read.per_user:
             return None
         return read.respond(request, params, read.manager.read(params), None)
-    gate = principal_params(request)
-    if gate is None or gate["user_id"] is None:
+    raw = bearer_token(request)
+    if raw is None:
+        return None
+    gate = principal_params(raw)
+    if gate["user_id"] is None:
         return None
     user_id = gate["user_id"]
     served = read_behind(principal_cache, gate, read.manager, read.read_for(params, user_id))
@@ -166,7 +169,7 @@ class HotReadViewSet(GenericViewSet):
                     return drf_view(request, **kwargs)
                 setattr(request, _PARSED, params)
                 try:
-                    response = fast_get(read, request, params)
+                    response = answer_from_cache(read, request, params)
                 except Exception as exc:  # not found, or the database down on a miss
                     response = exception_response(exc)
                 if response is not None:

@@ -25,13 +25,10 @@ def bearer_token(request: HttpRequest | Request) -> str | None:
     return raw if 20 <= len(raw) <= 128 else None
 
 
-def principal_params(request: HttpRequest | Request) -> dict[str, Any] | None:
-    """The ``users:principal`` entry's parameters for the request's bearer token, or None
-    when there is no well-formed token. ``user_id`` is None for a token that names no user
-    (issued before tokens did): its principal is loaded, never cached."""
-    raw = bearer_token(request)
-    if raw is None:
-        return None
+def principal_params(raw: str) -> dict[str, Any]:
+    """The ``users:principal`` entry's parameters for the bearer token ``raw``. ``user_id``
+    is None for a token that names no user (issued before tokens did): its principal is
+    loaded, never cached."""
     return {"user_id": token_user_id(raw), "key_hash": hash_token(raw)}
 
 
@@ -45,16 +42,17 @@ class BearerTokenAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[User, str] | None:
-        params = principal_params(request)
-        if params is None:
+        raw = bearer_token(request)
+        if raw is None:
             return None
+        params = principal_params(raw)
         if params["user_id"] is None:
             served = principal_cache.load(params)
         else:
             served = principal_cache.read(params)
         if served.missing:
             return None
-        return to_user(served.value()), cast(str, bearer_token(request))
+        return to_user(served.value()), raw
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
