@@ -100,7 +100,8 @@ class Config:
         )[:63]
 
 
-def parse(argv: list[str] | None = None) -> Config:
+def parser() -> argparse.ArgumentParser:
+    """The options every scenario takes (a scenario may add its own and change defaults)."""
     d = Config(database_url="", redis_url="")
     s = SeedSize()
     p = argparse.ArgumentParser(
@@ -121,7 +122,9 @@ def parse(argv: list[str] | None = None) -> Config:
         help="cached server's port; the uncached one uses the next",
     )
     p.add_argument("--workers", type=int, default=d.web_workers)
-    p.add_argument("--threads", type=int, default=d.web_threads, help="gthread threads/worker")
+    p.add_argument(
+        "--threads", "--web-threads", type=int, default=d.web_threads, help="gthread threads/worker"
+    )
     p.add_argument("--duration", type=int, default=d.duration, help="seconds per wrk run")
     p.add_argument(
         "--rounds",
@@ -161,7 +164,11 @@ def parse(argv: list[str] | None = None) -> Config:
         help="max seconds to wait before each run for other load on the machine to stop "
         f"(total at most {d.quiet_budget:.0f} s; 0 disables)",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def from_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> Config:
+    """The settings of parsed options (``p`` reports a missing service URL)."""
     database_url = os.environ.get("DATABASE_URL", "")
     redis_url = os.environ.get("REDIS_URL", "")
     if not database_url or not redis_url:
@@ -189,3 +196,8 @@ def parse(argv: list[str] | None = None) -> Config:
         quiet_wait=a.quiet_wait,
         date=a.date,
     )
+
+
+def parse(argv: list[str] | None = None) -> Config:
+    p = parser()
+    return from_args(p, p.parse_args(argv))

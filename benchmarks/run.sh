@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The documented benchmark command: bash benchmarks/run.sh [python -m benchmarks options]
-# bash benchmarks/run.sh --outage [options] runs the Redis outage scenario instead.
+# bash benchmarks/run.sh --outage [options] runs the Redis outage scenario instead, and
+# bash benchmarks/run.sh --write-heavy [options] the write-heavy scenario.
 #
 # Starts PostgreSQL and Redis the way the project's service script does, on ports of their
 # own (never the dev servers), installs wrk and matplotlib if missing, runs the benchmark
@@ -47,8 +48,12 @@ export_service_env
 export BENCH_SETUP_S=$(( $(date +%s) - started ))
 export BENCH_COMMAND="bash benchmarks/run.sh${*:+ $*}"
 module=benchmarks
-if [ "${1:-}" = --outage ]; then  # the Redis outage scenario (benchmarks/outage.py) only
-    shift
-    module=benchmarks.outage
-fi
+case "${1:-}" in
+    --outage)  # the Redis outage scenario (benchmarks/outage.py) only
+        shift
+        module=benchmarks.outage ;;
+    --write-heavy)  # reads under enrollments (benchmarks/write_heavy.py) only
+        shift
+        module=benchmarks.write_heavy ;;
+esac
 "$VENV/bin/python" -m "$module" "$@"

@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -72,6 +73,13 @@ def _manage(config: Config, dbname: str, *args: str, env: dict[str, str] | None 
     return done.stdout
 
 
+def copy_database(config: Config, source: str, target: str) -> None:
+    """Replace database ``target`` with a copy of ``source`` (its sessions are ended)."""
+    with admin_connection(config) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+
+
 def prepare_database(config: Config) -> dict[str, object]:
     """Make the app database a fresh copy of the seeded template; seed it first if needed.
 
@@ -115,9 +123,8 @@ def prepare_database(config: Config) -> dict[str, object]:
             )
     seed_seconds = time.monotonic() - started
     copy_started = time.monotonic()
+    copy_database(config, config.seed_db, config.app_db)
     with admin_connection(config) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{config.app_db}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{config.app_db}" TEMPLATE "{config.seed_db}"')
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     with admin_connection(config, config.app_db) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -153,11 +160,24 @@ MODES = {"cached": (True, True, 0), "uncached": (False, True, 1), "nofast": (Tru
 
 
 class Server:
-    """gunicorn with the project's config module, production settings, one cache mode."""
+    """gunicorn with the project's config module, production settings, one cache mode.
 
-    def __init__(self, config: Config, *, mode: str, secret_key: str, metrics_token: str) -> None:
+    ``root`` is the checkout whose code it runs (default this one; the write-heavy scenario
+    also runs an older checkout's), with this checkout's interpreter and environment.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        mode: str,
+        secret_key: str,
+        metrics_token: str,
+        root: Path = ROOT,
+    ) -> None:
         self.config = config
         self.mode = mode
+        self.root = root
         self.cache_enabled, self.fast_path, offset = MODES[mode]
         # The servers run side by side (only one is under load at a time).
         self.port = config.app_port + offset
@@ -165,7 +185,8 @@ class Server:
         self.secret_key = secret_key
         self.metrics_token = metrics_token
         self.metrics_dir = tempfile.mkdtemp(prefix="prometheus-", dir=config.work_dir)
-        self.log_path = config.work_dir / f"gunicorn-{mode}.log"
+        tree = "" if root == ROOT else f"-{root.name}"
+        self.log_path = config.work_dir / f"gunicorn-{mode}{tree}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -185,6 +206,8 @@ class Server:
             CACHE_FAST_PATH="true" if self.fast_path else "false",
             CACHE_WARM_ON_START="true",
             LOG_LEVEL="WARNING",
+            # The checkout's own packages before the editable install's (this checkout).
+            PYTHONPATH=str(self.root),
         )
         env.pop("GUNICORN_ACCESS_LOG", None)
         return env
@@ -202,7 +225,7 @@ class Server:
                     "python:chainlearn.gunicorn_conf",
                     "chainlearn.wsgi",
                 ],
-                cwd=ROOT,
+                cwd=self.root,
                 env=self.env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -102,10 +102,11 @@ class CpuMeter:
         self.redis = _pidfile(state_dir / "redis.pid")
         self.server_pids: list[int] = []
         self.worker_pids: list[int] = []
+        self.others: dict[str, list[int]] = {}
         self._start: dict[str, float] = {}
 
     def _sample(self) -> dict[str, float]:
-        groups = {"gunicorn": self.server_pids, "postgres": [], "redis": []}
+        groups = {"gunicorn": self.server_pids, "postgres": [], "redis": [], **self.others}
         if self.postmaster:
             groups["postgres"] = [self.postmaster, *_children(self.postmaster)]
         if self.redis:
@@ -121,16 +122,25 @@ class CpuMeter:
         sample["wall"] = time.monotonic()
         return sample
 
-    def start(self, server_pids: list[int], worker_pids: list[int]) -> None:
+    def start(
+        self,
+        server_pids: list[int],
+        worker_pids: list[int],
+        others: dict[str, list[int]] | None = None,
+    ) -> None:
+        """Start counting; ``others`` names more processes to count apart (not foreign)."""
         self.server_pids = server_pids
         self.worker_pids = worker_pids
+        self.others = others or {}
         self._start = self._sample()
 
     def stop(self) -> dict[str, float]:
         end = self._sample()
         # Backends that exited during the run lose their time; clamp at zero.
         delta = {k: max(0.0, end[k] - self._start.get(k, 0.0)) for k in end}
-        known = sum(delta[k] for k in ("gunicorn", "postgres", "redis", "bench", "wrk"))
+        known = sum(
+            delta[k] for k in ("gunicorn", "postgres", "redis", "bench", "wrk", *self.others)
+        )
         delta["foreign"] = max(0.0, delta["total"] - known)
         workers = [delta[f"worker:{pid}"] for pid in self.worker_pids]
         # 1.0: the workers shared the load evenly; near 0: one worker served (almost) all.
@@ -152,15 +162,19 @@ class Snapshot:
     log_events: dict[str, int] = field(default_factory=dict)
 
 
-def scrape(base_url: str, token: str) -> dict[str, dict[str, float]]:
-    """``{namespace: {hits, misses, errors, stale, waits}}`` from the service's /metrics."""
+def metrics_text(base_url: str, token: str) -> str:
+    """The service's /metrics (every gunicorn worker's counters), as Prometheus text."""
     request = urllib.request.Request(
         f"{base_url}/metrics", headers={"Authorization": f"Bearer {token}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+def scrape(base_url: str, token: str) -> dict[str, dict[str, float]]:
+    """``{namespace: {hits, misses, errors, stale, waits}}`` from the service's /metrics."""
     out: dict[str, dict[str, float]] = {}
-    for line in text.splitlines():
+    for line in metrics_text(base_url, token).splitlines():
         match = METRIC.match(line)
         if not match:
             continue

@@ -1,22 +1,25 @@
 """Operations on cache entries: look up, store, release, and bump generations.
 
-An entry's value is framed as ``<fresh-until ms> <stamp> <total>\\n<JSON>``: the scripts
-read its expiry and stamp from the first line, and a hit hands the JSON part (``data``)
-and the page total (``total``, ``-`` when the value is not a page) to the response as
-they are, without searching or editing JSON bytes.
+An entry's value is framed as ``<fresh-until ms> <stamp> <total>[ <ids>]\\n<JSON>``: the
+scripts read its expiry and stamp from the first line, and a hit hands the JSON part
+(``data``) and the page total (``total``, ``-`` when the value is not a page) to the
+response as they are, without searching or editing JSON bytes. An entry with live counts
+(``caching.counts``) lists the ids they count, and its JSON has a NUL byte where each
+count goes (JSON text never holds a raw NUL); the lookup returns the counts beside it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from caching import keys
 from caching.connection import guarded
-from caching.scripts import LOOKUP_SCRIPT, RELEASE_SCRIPT, STORE_SCRIPT
+from caching.scripts import COUNT_SET_SCRIPT, LOOKUP_SCRIPT, RELEASE_SCRIPT, STORE_SCRIPT
 
 LEASE = "lease"
 PRESENT = "present"
@@ -24,41 +27,49 @@ PRESENT = "present"
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one entry lives: the counters its stamp is made of, its key and its lease."""
+    """Where one entry lives: the counters its stamp is made of, its key and its lease,
+    and the hash of the live counts it shows, if any."""
 
     namespace: str
     scope_gen_key: str
     key: str
+    counter_key: str | None = None
 
     def key_list(self) -> list[str]:
-        """The entry's five keys, in the order the scripts take them."""
-        return [
+        """The entry's keys, in the order the scripts take them (five, or six with counts)."""
+        listed = [
             keys.epoch_key(),
             keys.generation_key(self.namespace),
             self.scope_gen_key,
             self.key,
             keys.lease_key(self.key),
         ]
+        return listed if self.counter_key is None else [*listed, self.counter_key]
 
 
 @dataclass(frozen=True)
 class Frame:
-    """A stored entry, split: when it stops being fresh, its stamp, its JSON, its total."""
+    """A stored entry, split: when it stops being fresh, its stamp, its JSON, its total,
+    and the ids whose live counts fill its JSON's holes (in order)."""
 
     fresh_until_ms: int
     stamp: str
     data: bytes
     total: int | None
+    ids: tuple[str, ...] = ()
 
-    def tag(self, key: str) -> str:
-        """Names this fill of entry ``key``: its key, stamp and expiry (unique per fill), so
-        two reads with the same tag served the same bytes. Not a hash of the payload."""
-        name = f"{key}|{self.stamp}|{self.fresh_until_ms}".encode()
+    def tag(self, key: str, counts: Sequence[int] = ()) -> str:
+        """Names this fill of entry ``key`` with ``counts`` in its holes: its key, stamp and
+        expiry (unique per fill) and the counts, so two reads with the same tag served the
+        same bytes. Not a hash of the payload."""
+        shown = ",".join(map(str, counts))
+        name = f"{key}|{self.stamp}|{self.fresh_until_ms}|{shown}".encode()
         return hashlib.blake2b(name, digest_size=12).hexdigest()
 
     def encode(self) -> bytes:
         total = "-" if self.total is None else str(self.total)
-        return f"{self.fresh_until_ms} {self.stamp} {total}\n".encode() + self.data
+        ids = f" {','.join(self.ids)}" if self.ids else ""
+        return f"{self.fresh_until_ms} {self.stamp} {total}{ids}\n".encode() + self.data
 
     @staticmethod
     def stamp_in(head: bytes) -> bytes | None:
@@ -69,12 +80,13 @@ class Frame:
     @classmethod
     def decode(cls, raw: bytes) -> Frame:
         head, _, data = raw.partition(b"\n")
-        fresh_until, stamp, total = head.split(b" ")
+        fresh_until, stamp, total, *ids = head.split(b" ")
         return cls(
             fresh_until_ms=int(fresh_until),
             stamp=stamp.decode(),
             data=data,
             total=None if total == b"-" else int(total),
+            ids=tuple(ids[0].decode().split(",")) if ids else (),
         )
 
 
@@ -82,12 +94,18 @@ class Frame:
 class Found:
     """One entry's lookup: its state, the stamp current at the lookup, and its frame if
     present. States: hit, stale, refresh (served; this caller reloads), fill (missing;
-    this caller loads), wait (missing; another caller loads), absent (missing, not leased)."""
+    this caller loads), wait (missing; another caller loads), absent (missing, not leased).
+    ``counts``: the live counts of the frame's ids, None where Redis had none."""
 
     state: str
     stamp: str
     frame: Frame | None
     token: str
+    counts: list[int | None] | None = None
+
+    @property
+    def epoch(self) -> str:
+        return self.stamp.partition(".")[0]
 
 
 def stamp(counters: Sequence[bytes | None]) -> bytes:
@@ -106,15 +124,27 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def lookup(slots: Sequence[Slot], modes: Sequence[str], *, lease_ms: int) -> list[Found]:
+def lookup(
+    slots: Sequence[Slot],
+    modes: Sequence[str],
+    *,
+    lease_ms: int,
+    since: Sequence[str] | None = None,
+) -> list[Found]:
     """Look up ``slots`` in one round trip (``scripts.LOOKUP``); one ``Found`` per entry
-    read, fewer when an entry in mode ``PRESENT`` was absent."""
+    read, fewer when an entry in mode ``PRESENT`` was absent. ``since``: per entry, the
+    stamp a waiter saw when it began waiting for a fill ('' for none)."""
     token = new_lease_token()
-    script_keys = [key for slot in slots for key in slot.key_list()]
+    script_keys: list[str] = []
+    args: list[object] = [now_ms(), lease_ms, token]
+    for index, slot in enumerate(slots):
+        slot_keys = slot.key_list()
+        script_keys += slot_keys
+        args += [modes[index], len(slot_keys), since[index] if since else ""]
     replies = guarded(
         [slot.namespace for slot in slots],
         "lookup",
-        lambda c: LOOKUP_SCRIPT(c, script_keys, [now_ms(), lease_ms, token, *modes]),
+        lambda c: LOOKUP_SCRIPT(c, script_keys, args),
     )
     return [
         Found(
@@ -122,8 +152,9 @@ def lookup(slots: Sequence[Slot], modes: Sequence[str], *, lease_ms: int) -> lis
             stamp=stamp.decode(),
             frame=Frame.decode(raw) if raw else None,
             token=token,
+            counts=[None if count is None else int(count) for count in counts] if counts else None,
         )
-        for state, stamp, raw in replies
+        for state, stamp, raw, counts in replies
     ]
 
 
@@ -147,18 +178,39 @@ def release(slot: Slot, found: Found) -> None:
     )
 
 
-def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> None:
-    """``INCR`` each generation key in one round trip (the O(1) invalidation)."""
+def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> str:
+    """``INCR`` each generation key in one round trip (the O(1) invalidation); returns the
+    epoch read after the bumps."""
 
-    def run(client) -> None:  # type: ignore[no-untyped-def]
+    def run(client) -> str:  # type: ignore[no-untyped-def]
         pipe = client.pipeline(transaction=False)
         for key in gen_keys:
             pipe.incr(key)
-        pipe.execute()
+        pipe.get(keys.epoch_key())
+        return (pipe.execute()[-1] or b"0").decode()
 
-    guarded(namespaces, "invalidate", run, respect_breaker=False)
+    return guarded(namespaces, "invalidate", run, respect_breaker=False)
+
+
+def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int]) -> bool:
+    """Write live ``counts`` of counter ``name`` read from the database under ``version``,
+    unless newer ones are there (``scripts.COUNT_SET``); False if the epoch is no longer
+    ``epoch`` (nothing written)."""
+    args: list[object] = [epoch, version]
+    for ident, count in counts.items():
+        args += [ident, count]
+    script_keys = [keys.epoch_key(), keys.counter_key(name)]
+    written = guarded(
+        name, "count", lambda c: COUNT_SET_SCRIPT(c, script_keys, args), respect_breaker=False
+    )
+    return bool(written)
 
 
 def bump_epoch() -> None:
     """Make every entry of every namespace a miss at once (one ``INCR``)."""
     guarded("*", "invalidate", lambda c: c.incr(keys.epoch_key()), respect_breaker=False)
+
+
+def dumps(value: object) -> bytes:
+    """Compact UTF-8 JSON, the form every cached payload is stored and served in."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,8 +1,12 @@
-"""Turning changed rows into generation bumps, after the transaction commits.
+"""Turning changed rows into generation bumps and live-count refreshes, after the
+transaction commits.
 
 Signal receivers and the invalidating queryset both end here, so every write path
 invalidates through the same registry. Bumps are scheduled with ``transaction.on_commit``:
 a rolled-back write bumps nothing, and a reader can never see the bump before the data.
+Targets name a namespace's scopes, or a live counter's ids (``caching.counts``), whose
+counts are read again and written to Redis instead of invalidating the entries showing
+them.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from collections.abc import Iterable, Sequence
 
 from django.db import models, transaction
 
-from caching import entries, keys
+from caching import counts, entries, keys
 from caching.connection import CacheUnavailable, breaker
-from caching.metrics import INVALIDATIONS
+from caching.metrics import COUNT_UPDATES, INVALIDATIONS
 from caching.registry import registry
 
 logger = logging.getLogger("caching")
@@ -24,14 +28,20 @@ Targets = dict[str, set[str]]
 
 
 def targets_for(model: type[models.Model], rows: Sequence[models.Model]) -> Targets:
-    """Namespace → scopes made stale by ``rows`` of ``model`` changing."""
+    """Namespace → scopes made stale, and counter → ids whose counts changed, by ``rows``
+    of ``model`` changing."""
     targets: Targets = {}
-    if not rows or model._meta.label not in registry.model_labels():
+    label = model._meta.label
+    if not rows or label not in registry.model_labels():
         return targets
     for manager in registry.all():
         scopes = manager.targets_for(model, rows)
         if scopes:
             targets[manager.namespace] = scopes
+    for counter in registry.counters():
+        ids = counter.ids(rows) if counter.model == label else set()
+        if ids:
+            targets[counter.name] = ids
     return targets
 
 
@@ -44,23 +54,46 @@ def merge(*many: Targets) -> Targets:
 
 
 def invalidate(targets: Targets, cause: str) -> None:
-    """Bump the generations of ``targets`` now, all in one round trip."""
+    """Bump the generations of ``targets`` now, all in one round trip, then refresh the
+    live counts it names."""
     if not targets:
         return
+    counters = {counter.name: counter for counter in registry.counters()}
+    stale = {name: scopes for name, scopes in targets.items() if name not in counters}
     gen_keys = [
         keys.generation_key(namespace, scope)
-        for namespace, scopes in sorted(targets.items())
+        for namespace, scopes in sorted(stale.items())
         for scope in sorted(scopes)
     ]
     try:
-        entries.bump_generations(sorted(targets), gen_keys)
+        epoch = entries.bump_generations(sorted(targets), gen_keys)
     except CacheUnavailable:
         # The entries may still be in Redis: bump the epoch before the next cache read.
         breaker.needs_epoch_bump = True
         logger.warning("invalidation of %s deferred to an epoch bump", ", ".join(sorted(targets)))
         return
-    for namespace, scopes in targets.items():
+    for namespace, scopes in stale.items():
         INVALIDATIONS.labels(namespace, cause).inc(len(scopes))
+    for name in sorted(targets.keys() & counters.keys()):
+        refresh_counts(counters[name], targets[name], epoch)
+
+
+def refresh_counts(counter: counts.Counter, ids: set[str], epoch: str) -> None:
+    """Write the new counts of ``ids``; if that fails, make every stored count a miss."""
+    try:
+        _, reached = counts.refresh(counter, sorted(ids), epoch)
+    except Exception:  # the database failed after the commit: the stored counts are old
+        logger.exception("counts of %s not refreshed; bumping the epoch", counter.name)
+        try:
+            entries.bump_epoch()
+        except CacheUnavailable:
+            breaker.needs_epoch_bump = True
+        return
+    if not reached:
+        breaker.needs_epoch_bump = True
+        logger.warning("counts of %s not refreshed; deferred to an epoch bump", counter.name)
+        return
+    COUNT_UPDATES.labels(counter.name).inc(len(ids))
 
 
 def invalidate_on_commit(targets: Targets, cause: str, using: str | None = None) -> None:

@@ -12,6 +12,8 @@ Layout (``<ns>`` is a manager's namespace such as ``courses:list``; ``chainlearn
   lookup script serves it only while that stamp is current. A bumped counter therefore
   turns every old entry into a miss at once, and the next fill overwrites it in place.
 - ``<entry>:lease``: the single-fill lease of one entry.
+- ``chainlearn:count:<name>``: a hash of live counts (``caching.counts``), one field per
+  counted id: ``<epoch> <version> <count>``.
 - ``chainlearn:ratelimit:<scope>:<ident>``: a fixed-window request counter.
 
 The Lua scripts (``caching.scripts``) receive every key they touch in ``KEYS`` and never
@@ -70,6 +72,10 @@ def entry_scope(namespace: str, key: str) -> tuple[int, str] | None:
     if not version.isdigit() or not sep:
         return None
     return int(version), scope
+
+
+def counter_key(name: str) -> str:
+    return f"{PREFIX}:count:{name}"
 
 
 def rate_limit_key(scope: str, ident: str) -> str:

@@ -7,10 +7,16 @@ depends on (with a function from changed rows to the scopes they make stale).
 ``read`` is the read path. One Lua round trip reads the entry under the current stamp.
 Fresh: served. Expired but within the grace period: served, and the request that won the
 refresh lease queues the reload to run after it (``caching.refresh``). Missing: the lease
-winner loads and stores; the others look again briefly for its value, take over if its
-lease lapses, and after ``CACHE_FILL_WAIT_MS`` load from the database themselves. Any
+winner loads and stores; the others wait for its value, polling, and take over only if
+its lease lapses (its holder died or hung). A waiter is served the fill it waited for even
+if a write committed meanwhile made it outdated for later readers (see ``_wait_for_fill``),
+so a namespace under continuous invalidation runs its loader at most once per
+invalidation per key, and waiters never load on their own while a fill is under way. Any
 Redis failure is a miss served from the database. Each read is counted once, by its
 outcome (``caching.metrics.record``).
+
+A manager with a ``LiveCount`` (``caching.counts``) stores its entries with holes where the
+counts go and fills them at read time from the counts read in the same round trip.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 
-from caching import entries, keys, refresh
+from caching import counts, entries, keys, refresh
 from caching.connection import CacheUnavailable
-from caching.entries import LEASE, PRESENT, Found, Frame, Slot
-from caching.metrics import FILL_SECONDS, record
+from caching.counts import LiveCount
+from caching.entries import LEASE, PRESENT, Found, Frame, Slot, dumps
+from caching.metrics import COUNT_LOADS, FILL_SECONDS, record
 
 ScopeFn = Callable[[Sequence[models.Model]], set[str]]
 Params = dict[str, Any]
@@ -89,6 +96,7 @@ class CacheManager:
     version: int = 1
     paged: bool = False
     warm_params: Callable[[], Iterable[Params]] | None = None
+    live_count: LiveCount | None = None
     # Test hook: called between the load and the store (forces the stale-set interleaving).
     after_load: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
@@ -103,6 +111,9 @@ class CacheManager:
             namespace=self.namespace,
             scope_gen_key=keys.generation_key(self.namespace, scope),
             key=keys.entry_key(self.namespace, self.version, scope, fragment),
+            counter_key=None
+            if self.live_count is None
+            else keys.counter_key(self.live_count.counter.name),
         )
 
     def load(self, params: Params) -> Served:
@@ -130,9 +141,9 @@ class CacheManager:
                 lambda: self._fill(slot, found, params)
             ):
                 self._fill(slot, found, params)  # queue full: reload inline
-            return served_from(slot, found.frame)
+            return self._served(slot, found)
         if found.state == "wait":
-            return self._wait_for_fill(slot, params)
+            return self._wait_for_fill(slot, found.stamp, params)
         record(self.namespace, "fill")
         return self._fill(slot, found, params)
 
@@ -151,7 +162,9 @@ class CacheManager:
         return Served(dumps(value))
 
     def _fill(self, slot: Slot, found: Found, params: Params) -> Served:
-        """Load, then store under the stamp read before loading."""
+        """Load, then store under the stamp read before loading, with the live counts the
+        load read (under a version drawn before it, as ``caching.counts`` requires)."""
+        version = None if self.live_count is None else counts.next_version()
         started = time.perf_counter()
         try:
             value = self.loader(**params)
@@ -166,32 +179,65 @@ class CacheManager:
             # Nothing to cache (e.g. an unknown course): let waiters load for themselves.
             self._release(slot, found)
             return served
+        data, ids, shown = served.data, (), []  # type: tuple[bytes, tuple[str, ...], list[int]]
+        if self.live_count is not None:
+            data, ids, shown = counts.cut(self.live_count, value["items"] if self.paged else value)
         ttl_ms = self.ttl * 1000
         frame = Frame(
             fresh_until_ms=entries.now_ms() + fresh_ms(ttl_ms),
             stamp=found.stamp,
-            data=served.data,
+            data=data,
             total=served.total,
+            ids=ids,
         )
         with contextlib.suppress(CacheUnavailable):
             entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
+            if self.live_count is not None and version is not None:
+                name = self.live_count.counter.name
+                entries.set_counts(name, found.epoch, version, dict(zip(ids, shown, strict=True)))
         # Tagged even if the store was refused: a tag names one fill, and a later request
         # can only see it again if this very frame was stored.
-        return served_from(slot, frame)
+        return Served(served.data, served.total, frame.tag(slot.key, shown))
 
-    def _wait_for_fill(self, slot: Slot, params: Params) -> Served:
-        """Look again, backing off, until the filler's value is there or its lease lapses
-        (then this request fills); after ``CACHE_FILL_WAIT_MS``, load without storing."""
-        deadline = time.monotonic() + settings.CACHE_FILL_WAIT_MS / 1000
+    def _served(self, slot: Slot, found: Found) -> Served:
+        """A found frame as served: its holes filled with the live counts found beside it,
+        and those Redis did not have read from the database (and written back)."""
+        frame = found.frame
+        assert frame is not None
+        if not frame.ids or self.live_count is None:
+            return Served(frame.data, frame.total, frame.tag(slot.key))
+        in_redis = list(zip(frame.ids, found.counts or [None] * len(frame.ids), strict=True))
+        missing = [ident for ident, count in in_redis if count is None]
+        loaded: dict[str, int] = {}
+        if missing:
+            loaded, _ = counts.refresh(self.live_count.counter, missing, found.epoch)
+            COUNT_LOADS.labels(self.live_count.counter.name).inc(len(missing))
+        shown = [loaded[ident] if count is None else count for ident, count in in_redis]
+        return Served(counts.splice(frame.data, shown), frame.total, frame.tag(slot.key, shown))
+
+    def _wait_for_fill(self, slot: Slot, since: str, params: Params) -> Served:
+        """Look again, backing off, until the filler's value is there (then serve it) or its
+        lease lapses (then this request fills).
+
+        The value may be served even if its stamp is no longer current (a write committed
+        during the load), provided the stamp is not older than ``since``, the one this
+        request saw when it began to wait: the filler then read its stamp after this
+        request arrived or saw the same writes, so its load includes every write that
+        had returned before this request arrived. The loader therefore runs at most once
+        per stamp, and under continuous invalidation waiters take no load of their own.
+        The wait is bounded by twice the lease (a lease outlives no fill by more)."""
+        deadline = time.monotonic() + 2 * settings.CACHE_LEASE_MS / 1000
         delay = 0.002
         try:
             while time.monotonic() < deadline:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.02)
-                (found,) = entries.lookup([slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS)
+                (found,) = entries.lookup(
+                    [slot], [LEASE], lease_ms=settings.CACHE_LEASE_MS, since=[since]
+                )
                 if found.frame is not None:
                     record(self.namespace, "waited")
-                    return served_from(slot, found.frame)
+                    return self._served(slot, found)
                 if found.state == "fill":
                     record(self.namespace, "fill")
                     return self._fill(slot, found, params)
@@ -235,17 +281,8 @@ def read_behind(
     return manager.settle(slot, found[1], params)
 
 
-def served_from(slot: Slot, frame: Frame) -> Served:
-    return Served(frame.data, frame.total, frame.tag(slot.key))
-
-
 def fresh_ms(ttl_ms: int) -> int:
     """How long a new entry is served as fresh: a random (1 - ``CACHE_TTL_JITTER``) to 1 of
     its TTL (never longer), so entries filled together (a warm, a flush, a burst of new
     users) come due for reload spread out instead of in one wave."""
     return ttl_ms - random.randrange(int(ttl_ms * settings.CACHE_TTL_JITTER) + 1)
-
-
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON, the form every cached payload is stored and served in."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -40,6 +40,16 @@ STALE_SERVED = Counter(
 FILL_WAITS = Counter(
     "cache_fill_waits_total", "Requests that waited for another request's fill.", ["namespace"]
 )
+COUNT_UPDATES = Counter(
+    "cache_count_updates_total",
+    "Live counts read from the database and written to Redis after a change committed.",
+    ["counter"],
+)
+COUNT_LOADS = Counter(
+    "cache_count_loads_total",
+    "Live counts a read found missing in Redis and read from the database.",
+    ["counter"],
+)
 BREAKER_OPEN = Gauge(
     "cache_breaker_open",
     "1 while a worker's Redis circuit breaker is open.",
@@ -55,7 +65,7 @@ OUTCOMES: dict[str, tuple[Counter, ...]] = {
     "refresh": (MISSES, STALE_SERVED),  # expired entry served; this request reloads it
     "fill": (MISSES,),  # loaded from the database and stored
     "waited": (HITS, FILL_WAITS),  # served the value another request filled meanwhile
-    "gave_up": (MISSES,),  # waited in vain, then loaded from the database itself
+    "gave_up": (MISSES,),  # waited twice the lease in vain, then loaded from the database
     "unavailable": (MISSES,),  # Redis unreachable or the breaker open: from the database
 }
 _children: dict[tuple[str, str], tuple[Counter, ...]] = {}

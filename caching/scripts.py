@@ -2,8 +2,9 @@
 
 Each script receives every key it touches in ``KEYS`` (built by ``caching.keys``) and
 builds no key name itself. A stamp is ``<epoch>.<namespace gen>.<scope gen>``; an entry's
-value is framed as ``<fresh-until ms> <stamp> <total>\\n<JSON>`` (``caching.entries``), so a
-script reads the expiry and stamp without parsing JSON.
+value is framed as ``<fresh-until ms> <stamp> <total>[ <counted ids>]\\n<JSON>``
+(``caching.entries``), so a script reads the expiry, the stamp and the ids whose live
+counts the entry shows without parsing JSON.
 """
 
 from __future__ import annotations
@@ -17,39 +18,64 @@ from redis.exceptions import NoScriptError
 
 from caching.connection import thread_connection
 
-# Reads one or more entries in one round trip. Per entry, five KEYS: epoch, namespace
-# generation, scope generation, entry, lease. ARGV: now ms, lease ms, lease token, then one
-# mode per entry. An entry whose stamp is not the current one is a miss. Present and
-# fresh: 'hit'. Present but expired: 'refresh' if this call took the lease (it reloads),
-# else 'stale'. Missing: mode 'lease' tries the lease ('fill', or 'wait' for its holder);
-# mode 'present' answers 'absent' and stops, so later entries are neither read nor leased.
-# Returns per entry read: {state, current stamp, value or false}.
-# The stamp of the entry whose five KEYS start after KEYS[k]: epoch, namespace generation
-# and scope generation, joined by '.' (a missing counter is 0). ``entries.stamp`` is the
-# same rule for Python.
+# The stamp of the entry whose KEYS start after KEYS[k]: epoch, namespace generation and
+# scope generation, joined by '.' (a missing counter is 0). ``entries.stamp`` is the same
+# rule for Python. ``not_older(a, b)``: each counter of stamp ``a`` is at least ``b``'s (the
+# counters only grow, so ``a`` was read at or after ``b``).
 STAMP = """
 local function stamp_of(k)
   return (redis.call('GET', KEYS[k + 1]) or '0') .. '.' ..
     (redis.call('GET', KEYS[k + 2]) or '0') .. '.' .. (redis.call('GET', KEYS[k + 3]) or '0')
 end
+local function not_older(a, b)
+  local mine = {}
+  for n in string.gmatch(a, '%d+') do mine[#mine + 1] = tonumber(n) end
+  local i = 0
+  for n in string.gmatch(b, '%d+') do
+    i = i + 1
+    if (mine[i] or 0) < tonumber(n) then return false end
+  end
+  return true
+end
 """
 
+# Reads one or more entries in one round trip. Per entry, five KEYS (epoch, namespace
+# generation, scope generation, entry, lease) and, for an entry with live counts, a sixth:
+# its counter hash. ARGV: now ms, lease ms, lease token, then per entry three: its mode,
+# its number of KEYS, and the stamp it waits on ('' unless the caller waits for a fill).
+# An entry filled under the current stamp is served: fresh, 'hit'; expired, 'refresh' if
+# this call took the lease (it reloads), else 'stale'. A waiter is also served a frame
+# filled under a stamp not older than the one it waits on ('hit'): that fill began after
+# the waiter did, or saw the same writes. Missing: mode 'lease' tries the lease ('fill', or
+# 'wait' for its holder); mode 'present' answers 'absent' and stops, so later entries are
+# neither read nor leased. A served frame whose header lists counted ids gets their counts
+# from the counter hash (false for a count missing or written under another epoch).
+# Returns per entry read: {state, current stamp, value or false, counts or false}.
 LOOKUP = (
     STAMP
     + """
 local now = tonumber(ARGV[1])
 local found = {}
-for i = 0, #KEYS / 5 - 1 do
-  local k = i * 5
+local k, a = 0, 4
+while k < #KEYS do
+  local mode, nkeys, since = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local stamp = stamp_of(k)
   local value = redis.call('GET', KEYS[k + 4])
-  local fresh_until
+  local fresh_until, waited_for
   if value then
     local until_ms, filled_under = string.match(value, '^(%d+) (%S+) ')
-    if filled_under == stamp then fresh_until = tonumber(until_ms) else value = false end
+    if filled_under == stamp then
+      fresh_until = tonumber(until_ms)
+    elseif since ~= '' and filled_under and not_older(filled_under, since) then
+      waited_for = true
+    else
+      value = false
+    end
   end
   local state
-  if value then
+  if waited_for then
+    state = 'hit'
+  elseif value then
     if fresh_until > now then
       state = 'hit'
     elseif redis.call('SET', KEYS[k + 5], ARGV[3], 'NX', 'PX', ARGV[2]) then
@@ -57,25 +83,39 @@ for i = 0, #KEYS / 5 - 1 do
     else
       state = 'stale'
     end
-  elseif ARGV[4 + i] == 'present' then
-    found[#found + 1] = {'absent', stamp, false}
+  elseif mode == 'present' then
+    found[#found + 1] = {'absent', stamp, false, false}
     return found
   elseif redis.call('SET', KEYS[k + 5], ARGV[3], 'NX', 'PX', ARGV[2]) then
     state = 'fill'
   else
     state = 'wait'
   end
-  found[#found + 1] = {state, stamp, value}
+  local counts = false
+  local ids = value and nkeys == 6 and string.match(value, '^%d+ %S+ %S+ (%S+)\\n')
+  if ids then
+    local fields = {}
+    for id in string.gmatch(ids, '[^,]+') do fields[#fields + 1] = id end
+    local epoch = string.match(stamp, '^%d+')
+    counts = redis.call('HMGET', KEYS[k + 6], unpack(fields))
+    for i = 1, #counts do
+      local under, count = string.match(counts[i] or '', '^(%d+) %d+ (%d+)$')
+      counts[i] = under == epoch and count or false
+    end
+  end
+  found[#found + 1] = {state, stamp, value, counts}
+  k, a = k + nkeys, a + 3
 end
 return found
 """
 )
 
-# Stores a filled entry only if the stamp is still the one the reader saw before loading:
-# a write that committed meanwhile has bumped a counter, so the reader's (possibly old)
-# value is dropped instead of stored. Releases the reader's lease.
-# KEYS: epoch, namespace generation, scope generation, entry, lease.
-# ARGV: stamp, value, ttl ms, lease token.
+# Stores a filled entry. Under the stamp the reader saw before loading, if that is still
+# the current one; otherwise (a write committed meanwhile) the value is outdated and is
+# kept only for the requests that were waiting on this fill (``LOOKUP``'s waiters), never
+# over a frame filled under a newer stamp. Returns 1 if stored as current. Releases the
+# reader's lease. KEYS: epoch, namespace generation, scope generation, entry, lease (and
+# the counter hash, unused). ARGV: stamp, value, ttl ms, lease token.
 STORE = (
     STAMP
     + """
@@ -83,11 +123,36 @@ local stored = 0
 if stamp_of(0) == ARGV[1] then
   redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
   stored = 1
+else
+  local held = redis.call('GET', KEYS[4])
+  local held_under = held and string.match(held, '^%d+ (%S+) ')
+  if not held_under or not_older(ARGV[1], held_under) then
+    redis.call('SET', KEYS[4], ARGV[2], 'PX', ARGV[3])
+  end
 end
 if redis.call('GET', KEYS[5]) == ARGV[4] then redis.call('DEL', KEYS[5]) end
 return stored
 """
 )
+
+# Writes live counts read from the database, each as '<epoch> <version> <count>' in the
+# counter hash, unless the field holds a newer version (versions come from one database
+# sequence, drawn before the counts were read: a higher version saw every write a lower one
+# saw). Writes nothing if the epoch moved since the caller read it before its database read
+# (a write whose count update was lost may be missing from these counts).
+# KEYS: epoch, counter hash. ARGV: the caller's epoch, version, then id and count pairs.
+COUNT_SET = """
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+local version = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
+  local held = redis.call('HGET', KEYS[2], ARGV[i])
+  local held_version = held and tonumber(string.match(held, '^%d+ (%d+) '))
+  if not held_version or held_version < version then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[i + 1])
+  end
+end
+return 1
+"""
 
 # Gives a lease back if this caller still holds it. KEYS: lease. ARGV: lease token.
 RELEASE = """
@@ -126,3 +191,4 @@ class Script:
 LOOKUP_SCRIPT = Script(LOOKUP)
 STORE_SCRIPT = Script(STORE)
 RELEASE_SCRIPT = Script(RELEASE)
+COUNT_SET_SCRIPT = Script(COUNT_SET)

@@ -1,7 +1,10 @@
 """The project's cache managers: the six hot reads and what makes each one stale.
 
 This module is the invalidation matrix (caching.md), row by row, and the one place that
-names domain models and selectors for the caching engine. ``caching`` imports it when its
+names domain models and selectors for the caching engine. One row is kept live instead of
+invalidated: an enrollment changes its course's ``enrolledCount`` (``enrolled_counts``),
+which list pages and details show from a live count (``caching.counts``), so an enrollment
+makes neither of them cold. ``caching`` imports it when its
 app is ready (``settings.CACHE_MANAGERS_MODULE``), after every model has loaded.
 """
 
@@ -11,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 from django.db import models
 
+from caching.counts import Counter, LiveCount
 from caching.manager import CacheManager, Dependency, Params, by_field, every_entry
 from caching.registry import registry
 from chainlearn.api import PAGE_LIMIT_DEFAULT
@@ -41,6 +45,18 @@ def active_courses() -> Iterator[Params]:
 # Who a bearer token belongs to, with the user's profile (credits included): the
 # authentication step of every authenticated request, and GET /users/me. Scoped by user
 # (the token names its user), so a change to the user or any of its tokens is one bump.
+# Enrollments per course, live in Redis: an enrollment created, deleted or moved rewrites
+# its course's count after commit.
+enrolled_counts = registry.register_counter(
+    Counter(
+        name="courses:enrolled",
+        model="courses.Enrollment",
+        ids=by_field("course_id"),
+        load=course_selectors.enrollment_counts,
+    )
+)
+enrolled_count = LiveCount(enrolled_counts, field="enrolledCount")
+
 principal_cache = registry.register(
     CacheManager(
         namespace="users:principal",
@@ -62,12 +78,10 @@ course_list_cache = registry.register(
         scope_param=None,
         key_params=("difficulty", "page", "limit"),
         paged=True,
-        version=3,  # v3: framed items and total
+        version=4,  # v4: enrolledCount live
         warm_params=first_list_pages,
-        dependencies=(
-            Dependency("courses.Course", every_entry),
-            Dependency("courses.Enrollment", every_entry),  # enrolledCount
-        ),
+        live_count=enrolled_count,
+        dependencies=(Dependency("courses.Course", every_entry),),
     )
 )
 
@@ -77,13 +91,13 @@ course_detail_cache = registry.register(
         loader=course_selectors.course_detail,
         scope_param="course_id",
         key_params=(),
-        version=2,  # v2: carries the anonymous isEnrolled: false
+        version=3,  # v3: enrolledCount live
         warm_params=active_courses,
+        live_count=enrolled_count,
         dependencies=(
             Dependency("courses.Course", by_field("id")),
             Dependency("courses.Module", by_field("course_id")),
             Dependency("courses.Quiz", quiz_course_ids),
-            Dependency("courses.Enrollment", by_field("course_id")),  # enrolledCount
         ),
     )
 )

@@ -32,7 +32,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
 
-from caching.manager import CacheManager, Params, Served, dumps, read_behind
+from caching.entries import dumps
+from caching.manager import CacheManager, Params, Served, read_behind
 from chainlearn.api import exception_response, ok_json
 from chainlearn.caches import principal_cache
 from chainlearn.conditional import NOT_MODIFIED, documented, not_modified, validators

@@ -182,13 +182,13 @@ CACHE_TTLS = {
 CACHE_TTL_JITTER = env_float("CACHE_TTL_JITTER", 0.2)
 # Seconds an expired entry may still be served while one request refreshes it.
 CACHE_STALE_GRACE = env_int("CACHE_STALE_GRACE", 10)
-# How long a filler holds its lease, and how long other requests wait for its fill.
+# How long a filler holds its lease: other requests wait for its fill, and take over once
+# it lapses (the filler died); none waits longer than twice this.
 CACHE_LEASE_MS = env_int("CACHE_LEASE_MS", 2000)
 # Threads per process that reload expired entries after the response, and how many reloads
 # may wait for them before a request reloads inline (caching/refresh.py).
 CACHE_REFRESH_THREADS = env_int("CACHE_REFRESH_THREADS", 1)
 CACHE_REFRESH_QUEUE = env_int("CACHE_REFRESH_QUEUE", 1000)
-CACHE_FILL_WAIT_MS = env_int("CACHE_FILL_WAIT_MS", 500)
 # Circuit breaker: open after this many consecutive Redis failures, probe after cooldown.
 CACHE_BREAKER_THRESHOLD = env_int("CACHE_BREAKER_THRESHOLD", 5)
 CACHE_BREAKER_COOLDOWN = env_float("CACHE_BREAKER_COOLDOWN", 5.0)

@@ -10,6 +10,7 @@ anonymous callers); a signed-in caller's own value replaces it per request, from
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from django.db import connection
@@ -127,6 +128,18 @@ def course_detail(*, course_id: uuid.UUID) -> dict[str, Any] | None:
         "createdAt": iso(course["created_at"]),
         "isEnrolled": False,  # the anonymous view; never a caller's own value
     }
+
+
+def enrollment_counts(course_ids: Collection[str]) -> dict[str, int]:
+    """The number of enrollments of each of ``course_ids`` that has any, in one query (the
+    live ``enrolledCount`` of cached list pages and details, ``chainlearn.caches``)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT course_id, count(*) FROM courses_enrollment WHERE course_id = ANY(%s)"
+            " GROUP BY course_id",
+            [[uuid.UUID(course_id) for course_id in course_ids]],
+        )
+        return {str(course_id): count for course_id, count in cursor.fetchall()}
 
 
 def enrolled_course_ids(*, user_id: uuid.UUID, course_ids: list[str]) -> set[str]:

@@ -49,13 +49,15 @@ def management(prefix: str, total: int, initial: int = 0, maximum: int = 1000) -
 
 class CacheCounts:
     """This process's cache counters for one namespace (``/metrics``' own), counted from
-    when the object was made: ``counts.now()`` → ``{"hits", "misses", "stale", "waits"}``."""
+    when the object was made: ``counts.now()`` → ``{"hits", "misses", "stale", "waits",
+    "fills"}`` (fills: loader runs that filled an entry)."""
 
     NAMES = {
         "hits": "cache_hits_total",
         "misses": "cache_misses_total",
         "stale": "cache_stale_served_total",
         "waits": "cache_fill_waits_total",
+        "fills": "cache_fill_seconds_count",
     }
 
     def __init__(self, namespace: str) -> None:

@@ -78,8 +78,8 @@ def test_per_user_hit_is_one_round_trip_with_no_sql(
     # each): no lease, no store, no counter in Redis.
     assert calls == {"evalsha": 1, "get": 8}
     # Each read is counted once, as a hit, in the process's counters.
-    assert principal.now() == {"hits": 1, "misses": 0, "stale": 0, "waits": 0}
-    assert entry.now() == {"hits": 1, "misses": 0, "stale": 0, "waits": 0}
+    assert principal.now() == {"hits": 1, "misses": 0, "stale": 0, "waits": 0, "fills": 0}
+    assert entry.now() == {"hits": 1, "misses": 0, "stale": 0, "waits": 0, "fills": 0}
     assert second.json()["data"] == first.json()["data"]
 
 
@@ -229,7 +229,7 @@ def test_expired_per_user_entry_is_served_stale_and_reloaded_after_the_response(
     with django_assert_num_queries(0):
         again = client.get(path)
     assert again.json()["data"] == first.json()["data"]
-    assert counts.now() == {"hits": 1, "misses": 1, "stale": 1, "waits": 0}  # fresh again
+    assert counts.now() == {"hits": 1, "misses": 1, "stale": 1, "waits": 0, "fills": 1}
 
 
 def test_expired_token_principal_is_reloaded_after_the_response_on_the_fast_path(

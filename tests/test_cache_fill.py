@@ -3,16 +3,17 @@ a filler dies, stale-while-revalidate on expiry and never after an invalidation.
 (The cross-process acceptance test with gunicorn is in test_cache_gunicorn.py.)"""
 
 import threading
-import time
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
 
-from caching import entries, refresh
+from caching import entries, invalidation, keys, refresh
 from caching.entries import LEASE
 from caching.manager import fresh_ms
 from chainlearn.caches import course_detail_cache, course_list_cache
+from courses.models import Course
 from tests.factories import course_with_modules
 from tests.helpers import CacheCounts
 
@@ -62,7 +63,6 @@ def detail(course):
 
 
 def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, settings):
-    settings.CACHE_FILL_WAIT_MS = 5000
     course_with_modules(1)
     counter = LoadCounter()
     monkeypatch.setattr(course_list_cache, "after_load", counter)
@@ -81,7 +81,6 @@ def test_many_concurrent_misses_run_the_loader_once(monkeypatch, redis_client, s
 
 def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):
     """The filler is held inside its load until every other request is polling for it."""
-    settings.CACHE_FILL_WAIT_MS = 5000
     course_with_modules(1)
     counter = LoadCounter(hold=True)
     monkeypatch.setattr(course_list_cache, "after_load", counter)
@@ -108,7 +107,6 @@ def test_waiters_keep_waiting_while_the_filler_is_slow(monkeypatch, settings):
 
 def test_a_dead_filler_is_taken_over_within_the_lease_timeout(monkeypatch, settings):
     settings.CACHE_LEASE_MS = 300
-    settings.CACHE_FILL_WAIT_MS = 2000
     course = course_with_modules(1, title="Takeover")
 
     def die():
@@ -119,31 +117,124 @@ def test_a_dead_filler_is_taken_over_within_the_lease_timeout(monkeypatch, setti
         detail(course)  # holds the lease and never stores
     monkeypatch.setattr(course_detail_cache, "after_load", None)
 
-    started = time.monotonic()
+    counts = CacheCounts("courses:detail")
     value = detail(course)
-    waited = time.monotonic() - started
 
     assert value["title"] == "Takeover"
-    assert waited < settings.CACHE_FILL_WAIT_MS / 1000  # took over; never waited the full bound
+    assert counts.now()["fills"] == 1  # took over the lapsed lease: a fill, not a give-up
     slot = course_detail_cache.slot({"course_id": course.id})
     (found,) = entries.lookup([slot], [LEASE], lease_ms=1000)
     assert found.state == "hit"  # and the taker-over stored the entry
 
 
-def test_waiters_give_up_after_the_wait_bound(monkeypatch, settings):
-    settings.CACHE_LEASE_MS = 10_000
-    settings.CACHE_FILL_WAIT_MS = 150
-    course = course_with_modules(1, title="Bounded")
-    monkeypatch.setattr(
-        course_detail_cache, "after_load", lambda: (_ for _ in ()).throw(SystemExit())
-    )
-    with pytest.raises(SystemExit):
-        detail(course)
-    monkeypatch.setattr(course_detail_cache, "after_load", None)
+def polling_spy(monkeypatch, waiters, polls, then):
+    """Spies on lookups: once each of ``waiters`` requests has polled for a fill under way
+    ``polls`` times, calls ``then`` (once)."""
+    seen, lock, done = defaultdict(int), threading.Lock(), threading.Event()
+    real_lookup = entries.lookup
 
-    started = time.monotonic()
-    assert detail(course)["title"] == "Bounded"
-    assert time.monotonic() - started < 1.0
+    def spy_lookup(slots, modes, **kwargs):
+        found = real_lookup(slots, modes, **kwargs)
+        if found[0].state == "wait":
+            with lock:
+                seen[threading.get_ident()] += 1
+                ready = len(seen) == waiters and min(seen.values()) >= polls
+            if ready and not done.is_set():
+                done.set()
+                then()
+        return found
+
+    monkeypatch.setattr(entries, "lookup", spy_lookup)
+    return seen
+
+
+def test_waiters_outwait_a_slow_fill_instead_of_loading(monkeypatch, settings):
+    """The fill takes longer than the old 500 ms wait bound (each waiter polls 40 times, at
+    most 20 ms apart): nobody gives up and loads on their own."""
+    settings.CACHE_LEASE_MS = 10_000
+    course_with_modules(1)
+    counter = LoadCounter(hold=True)
+    monkeypatch.setattr(course_list_cache, "after_load", counter)
+    seen = polling_spy(monkeypatch, waiters=5, polls=40, then=counter.release.set)
+    counts = CacheCounts("courses:list")
+
+    results = concurrently(6, list_page)
+
+    assert counter.loads == 1
+    assert min(seen.values()) >= 40
+    assert all(result == results[0] for result in results)
+    assert counts.now() == {"hits": 5, "misses": 1, "stale": 0, "waits": 5, "fills": 1}
+
+
+def test_waiters_are_served_the_fill_a_write_outdated_meanwhile(monkeypatch, redis_client):
+    """A write commits while the fill loads, so the store is refused as current. The
+    requests that were already waiting get the fill (it saw every write that had returned
+    before they arrived); the next request misses and loads the write's value."""
+    course = course_with_modules(1, title="Before")
+    counter = LoadCounter(hold=True)
+    monkeypatch.setattr(course_list_cache, "after_load", counter)
+
+    def write_then_release():
+        assert counter.loading.wait(TIMEOUT)  # the filler has read "Before"
+        Course.objects.filter(pk=course.pk).update(title="After")  # bumps courses:list
+        counter.release.set()
+
+    polling_spy(monkeypatch, waiters=5, polls=1, then=write_then_release)
+    counts = CacheCounts("courses:list")
+
+    results = concurrently(6, list_page)
+
+    assert counter.loads == 1
+    assert {result.value()[0]["title"] for result in results} == {"Before"}
+    assert counts.now()["waits"] == 5
+    monkeypatch.setattr(course_list_cache, "after_load", None)
+    assert list_page().value()[0]["title"] == "After"  # not served to a later request
+    assert counts.now()["fills"] == 2
+
+
+def test_continuous_invalidation_runs_the_loader_at_most_once_per_invalidation(
+    monkeypatch, redis_client
+):
+    """A background writer bumps the list's generation 200 times while 4 readers read it
+    without pause. Every load runs under its own stamp, so loads <= bumps, whatever the
+    interleaving; no reader gives up and loads uncounted (misses == fills)."""
+    course_with_modules(1)
+    list_page()  # warm: every later load is caused by a bump
+    loads = []
+    real_loader = course_list_cache.loader
+    monkeypatch.setattr(
+        course_list_cache, "loader", lambda **params: loads.append(1) or real_loader(**params)
+    )
+    counts = CacheCounts("courses:list")
+    bumps = 200
+    done = threading.Event()
+
+    def writer():
+        try:
+            for _ in range(bumps):
+                invalidation.invalidate({"courses:list": {keys.ALL}}, "test")
+        finally:
+            done.set()
+
+    def reader():
+        reads = 0
+        try:
+            while not done.is_set() or reads == 0:
+                assert list_page().total == 1
+                reads += 1
+        finally:
+            connection.close()
+        return reads
+
+    with ThreadPoolExecutor(5) as pool:
+        readers = [pool.submit(reader) for _ in range(4)]
+        pool.submit(writer).result(timeout=60)
+        reads = sum(future.result(timeout=60) for future in readers)
+
+    seen = counts.now()
+    assert seen["fills"] == len(loads) <= bumps
+    assert seen["misses"] == seen["fills"]
+    assert seen["hits"] + seen["misses"] == reads
 
 
 def expire_entries(monkeypatch, seconds):

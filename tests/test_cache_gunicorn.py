@@ -56,7 +56,7 @@ def statements():
 def test_hundred_concurrent_cold_requests_run_the_loader_once(server, redis_client, statements):
     for i in range(30):
         course_with_modules(1, title=f"Course {i}")
-    srv = server(CACHE_FILL_WAIT_MS="10000")
+    srv = server(CACHE_LEASE_MS="10000")
     barrier = threading.Barrier(100)
     locked, in_flight = threading.Event(), threading.Event()
 

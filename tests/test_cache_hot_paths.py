@@ -1,5 +1,8 @@
 """Property 1 for each hot path: a miss queries the database, the next request is a hit
-with no SQL for the shared part, and both bodies are identical."""
+with no SQL for the shared part, and both bodies are identical.
+
+A list or detail miss draws a live-count version (``caching.counts``) before its load, so
+the counts it read are stored beside the entry and the next request needs no SQL."""
 
 import pytest
 
@@ -25,7 +28,8 @@ def body_data(response):
 
 @pytest.mark.parametrize(
     ("path", "miss_queries"),
-    [("/api/v1/courses", 2), ("/api/v1/courses?difficulty=advanced&page=1&limit=5", 2)],
+    # count version, count, page
+    [("/api/v1/courses", 3), ("/api/v1/courses?difficulty=advanced&page=1&limit=5", 3)],
 )
 def test_course_list_anonymous_miss_then_hit(
     api, learner_world, django_assert_num_queries, path, miss_queries
@@ -39,7 +43,7 @@ def test_course_list_anonymous_miss_then_hit(
 
 def test_course_detail_anonymous_miss_then_hit(api, learner_world, django_assert_num_queries):
     _, course = learner_world
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):  # count version, course, modules
         first = body_data(api.get(f"/api/v1/courses/{course.id}"))
     with django_assert_num_queries(0):
         second = body_data(api.get(f"/api/v1/courses/{course.id}"))
@@ -52,7 +56,8 @@ def test_course_list_authenticated_hit_costs_only_the_enrollment_lookup(
 ):
     learner, course = learner_world
     client = client_for(learner)
-    with django_assert_num_queries(4):  # token (principal miss), count, page, isEnrolled
+    # token (principal miss), count version, count, page, isEnrolled
+    with django_assert_num_queries(5):
         first = body_data(client.get("/api/v1/courses"))
     with django_assert_num_queries(1):  # isEnrolled; the token is a principal-cache hit
         second = body_data(client.get("/api/v1/courses"))
@@ -65,7 +70,7 @@ def test_course_list_authenticated_hit_costs_only_the_enrollment_lookup(
 def test_course_detail_authenticated_hit(learner_world, django_assert_num_queries):
     learner, course = learner_world
     client = client_for(learner)
-    with django_assert_num_queries(4):  # token, course, modules, isEnrolled
+    with django_assert_num_queries(5):  # token, count version, course, modules, isEnrolled
         first = body_data(client.get(f"/api/v1/courses/{course.id}"))
     with django_assert_num_queries(1):  # isEnrolled
         second = body_data(client.get(f"/api/v1/courses/{course.id}"))

@@ -85,19 +85,23 @@ def test_per_user_and_principal_keys_carry_the_user_and_payload_version():
 
 
 def test_values_are_framed_json_not_pickle(redis_client, api):
-    CourseFactory(title="Plain JSON")
+    course = CourseFactory(title="Plain JSON")
     api.get("/api/v1/courses")
     [key] = redis_client.keys("chainlearn:courses:list:v*")
     raw = redis_client.get(key)
 
     head, payload = raw.split(b"\n", 1)
-    fresh_until, stamp, total = head.split(b" ")
+    fresh_until, stamp, total, ids = head.split(b" ")
     assert fresh_until.isdigit()
     assert stamp.decode() == list_stamp(redis_client)
     assert total == b"1"
-    # The page's items as they go into the envelope: no wrapper to cut off at read time.
+    assert ids == str(course.id).encode()  # whose live count fills the item's hole
+    # The page's items as they go into the envelope, the count cut out: no wrapper to cut
+    # off at read time, and nothing but the hole to fill.
     assert payload.startswith(b'[{"id":')
     assert b"Plain JSON" in payload
+    assert payload.count(b"\0") == 1
+    assert b'"enrolledCount":\0,' in payload
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def test_a_legacy_token_still_authenticates_uncached(api, django_assert_num_quer
     assert assert_success(api.get("/api/v1/users/me"))["id"] == str(user.id)
     with django_assert_num_queries(1):  # the token and its user, every time: never cached
         assert assert_success(api.get("/api/v1/users/me"))["username"] == user.username
-    assert counts.now() == {"hits": 0, "misses": 0, "stale": 0, "waits": 0}
+    assert counts.now() == {"hits": 0, "misses": 0, "stale": 0, "waits": 0, "fills": 0}
 
     course = course_with_modules(1)
     listed = assert_success(api.get("/api/v1/courses"))
