@@ -6,9 +6,10 @@ Freshness rule. For each checked read the database is read just before the reque
 sent (``before``) and just after the response arrives (``after``). The read is fresh when
 it equals one of the two: ``before`` already holds every write whose request had returned,
 so a value older than ``before`` is a stale read; a value equal to ``after`` saw a write
-that committed while it was in flight. Course-list enrollment counts may lag by up to the
-list TTL plus the stale grace (caching.md): a count is accepted when it lies between the
-count of enrollments already returned at ``request start - window`` and ``after``.
+that committed while it was in flight. Course-list enrollment counts are live (no lag
+allowed): a count is accepted when it lies between the count of enrollments whose request
+had returned when the read was sent and ``after`` (an enrollment still in flight may show
+or not).
 
 Reads are checked right after each write (read-your-write on everything the write must
 invalidate, including the admin edit's list, detail, reward-history and credential-list
@@ -310,14 +311,11 @@ def plan(config: Config, data: Dataset) -> Plan:
 
 
 class Workload:
-    def __init__(
-        self, config: Config, data: Dataset, work: Plan, list_window: float, port: int
-    ) -> None:
+    def __init__(self, config: Config, data: Dataset, work: Plan, port: int) -> None:
         self.config = config
         self.port = port
         self.data = data
         self.plan = work
-        self.list_window = list_window
         self.tally = Tally()
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -389,15 +387,15 @@ class Workload:
         self.tally.check("credentials", served in (before, after), {"why": why, "user": user_id})
 
     def _count_floor(self, course_id: str, count_after: int, started: float) -> int:
-        """Enrollments of ``course_id`` every legitimate list value already includes."""
-        horizon = started - self.list_window
+        """Enrollments of ``course_id`` every legitimate list value already includes: all
+        but those whose request had not returned when the read was sent."""
         with self.lock:
-            recent = sum(
+            in_flight = sum(
                 1
                 for _, returned in self.enroll_log.get(course_id, [])
-                if returned is None or returned > horizon
+                if returned is None or returned > started
             )
-        return count_after - recent
+        return count_after - in_flight
 
     def check_list(
         self, client: Http, db: Truth, difficulty: str | None, page: int, why: str

@@ -323,13 +323,10 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def run_mixed(
     config: Config, data: Dataset, collector: stats.Collector, server: Server
 ) -> dict[str, Any]:
-    from django.conf import settings
-
     from benchmarks import mixed
 
-    window = settings.CACHE_TTLS["courses:list"] + settings.CACHE_STALE_GRACE
     work = mixed.plan(config, data)
-    workload = mixed.Workload(config, data, work, float(window), server.port)
+    workload = mixed.Workload(config, data, work, server.port)
     admin = mixed.AdminSession(server.port, data.admin_password)
     admin.login()
     from caching.warming import warm
@@ -401,7 +398,6 @@ def run_mixed(
         "worker_balance": snap.cpu.get("worker_balance", 1.0),
         "list_max_lag": tally.list_max_lag,
         "list_lagging_items": tally.list_lagging_items,
-        "list_window_s": window,
     }
 
 

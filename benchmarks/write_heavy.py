@@ -97,7 +97,7 @@ def enroll_seconds(config: Config) -> int:
     return config.warmup + config.duration + ENROLL_TAIL_S
 
 
-def parse(argv: list[str] | None) -> tuple[Config, tuple[float, ...], Path | None]:
+def parse(argv: list[str] | None) -> tuple[Config, tuple[float, ...], Path | None, float]:
     p = parser()
     p.prog = "python -m benchmarks.write_heavy"
     p.description = (
@@ -109,6 +109,13 @@ def parse(argv: list[str] | None) -> tuple[Config, tuple[float, ...], Path | Non
         "--rates",
         default="0,10,100,300",
         help="target enrollments per second, comma-separated (0: no enroller)",
+    )
+    p.add_argument(
+        "--enroll-cost",
+        type=float,
+        default=50.0,
+        help="per endpoint and tree, one more run with the enroller at this rate and no "
+        "reads, for the workers' CPU per enrollment (0: none)",
     )
     p.add_argument(
         "--compare-root",
@@ -124,7 +131,7 @@ def parse(argv: list[str] | None) -> tuple[Config, tuple[float, ...], Path | Non
     compare = a.compare_root.resolve() if a.compare_root else None
     if compare is not None and not (compare / "manage.py").is_file():
         p.error(f"--compare-root {compare} is not a checkout of the project")
-    return from_args(p, a), rates, compare
+    return from_args(p, a), rates, compare, a.enroll_cost
 
 
 def tree(name: str, root: Path) -> Tree:
@@ -330,8 +337,11 @@ def enroll_figures(
     }
 
 
-def measure(scenario: Scenario, tree: Tree, endpoint: Endpoint, rate: float) -> dict[str, Any]:
-    """One run from the snapshot's state: fresh database copy, empty Redis, new server."""
+def measure(
+    scenario: Scenario, tree: Tree, endpoint: Endpoint, rate: float, *, reads_on: bool = True
+) -> dict[str, Any]:
+    """One run from the snapshot's state: fresh database copy, empty Redis, new server.
+    Without ``reads_on`` wrk does not run: the window measures what the enrollments cost."""
     config = scenario.config
     services.copy_database(config, scenario.snapshot, config.app_db)
     flusher = redis.Redis.from_url(config.redis_url)
@@ -345,13 +355,20 @@ def measure(scenario: Scenario, tree: Tree, endpoint: Endpoint, rate: float) -> 
             wait_for_quiet(config)
             if rate:
                 enroller = EnrollerProcess(scenario, server, endpoint, rate)
-            load.wrk(config, server.base_url, lua, seconds=config.warmup)
+            if reads_on:
+                load.wrk(config, server.base_url, lua, seconds=config.warmup)
+            else:
+                time.sleep(config.warmup)
             before = samples(stats.metrics_text(server.base_url, server.metrics_token))
             meter = stats.CpuMeter(config.state_dir)
             others = {"enroller": [enroller.proc.pid]} if enroller else None
             meter.start(server.all_pids(), server.worker_pids(), others)
             started = time.monotonic()
-            reads = load.wrk(config, server.base_url, lua, seconds=config.duration)
+            if reads_on:
+                reads = load.wrk(config, server.base_url, lua, seconds=config.duration)
+            else:
+                time.sleep(config.duration)
+                reads = {"rps": 0.0, "errors": 0, "latency_us": {"p50": 0.0, "p99": 0.0}}
             cpu = meter.stop()
             window = (started, time.monotonic())
             after = samples(stats.metrics_text(server.base_url, server.metrics_token))
@@ -374,6 +391,7 @@ def measure(scenario: Scenario, tree: Tree, endpoint: Endpoint, rate: float) -> 
         "endpoint": endpoint.name,
         "rate": rate,
         "tree": tree.name,
+        "reads_on": reads_on,
         "seconds": round(seconds, 2),
         "read_rps": float(reads["rps"]),  # type: ignore[arg-type]
         "read_errors": reads["errors"],
@@ -433,7 +451,7 @@ def machine(config: Config) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
-    config, rates, compare = parse(argv)
+    config, rates, compare, enroll_cost = parse(argv)
     date = config.date or datetime.now(UTC).strftime("%Y-%m-%d")
     config = replace(config, date=date)
     trees = [tree("after", ROOT)]
@@ -446,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_django(secrets_["secret_key"])
     data = dataset.build(config)
     targets = endpoints(data)
-    needed = math.ceil(max(rates) * enroll_seconds(config))
+    needed = math.ceil(max(*rates, enroll_cost) * enroll_seconds(config))
     pairs = {e.name: enrollment_pairs(config, data, e.courses, needed) for e in targets}
     issued = issue_tokens(data, {user for chosen in pairs.values() for user, _ in chosen})
     log(
@@ -464,6 +482,12 @@ def main(argv: list[str] | None = None) -> int:
         for cell, (endpoint, rate) in enumerate(itertools.product(targets, rates)):
             for tree_ in trees if cell % 2 == 0 else trees[::-1]:
                 run = measure_balanced(scenario, tree_, endpoint, rate)
+                runs.append(run)
+                log(write_heavy_report.summary(run))
+        for endpoint in targets if enroll_cost else []:
+            for tree_ in trees:
+                run = measure(scenario, tree_, endpoint, enroll_cost, reads_on=False)
+                run["imbalanced_retries"] = []
                 runs.append(run)
                 log(write_heavy_report.summary(run))
     finally:
@@ -489,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": os.environ.get("BENCH_COMMAND") or "python -m benchmarks.write_heavy",
             "runtime_s": time.monotonic() - started + float(os.environ.get("BENCH_SETUP_S", "0")),
             "rates": rates,
+            "enroll_cost_rate": enroll_cost,
             "trees": [{"name": t.name, "root": str(t.root), "code": t.code} for t in trees],
             "workers": config.web_workers,
             "threads": config.web_threads,

@@ -37,15 +37,59 @@ def summary(run: dict[str, Any]) -> str:
     )
 
 
+def enroll_cpu_ms(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Per tree, the workers' CPU ms per enrollment, from its run without reads."""
+    costs = {}
+    for run in runs:
+        achieved = (run["enroll"] or {}).get("achieved_per_s")
+        if not run.get("reads_on", True) and achieved:
+            costs[run["tree"]] = 1000 * run["worker_cpu_per_s"] / achieved
+    return costs
+
+
+def reads_per_cpu(run: dict[str, Any], cost_ms: float | None) -> float | None:
+    """Reads per worker CPU second left for reads (the enrollments' CPU taken out)."""
+    achieved = (run["enroll"] or {}).get("achieved_per_s") or 0.0
+    if cost_ms is None and achieved:
+        return None
+    left = run["worker_cpu_per_s"] - achieved * (cost_ms or 0.0) / 1000
+    return run["read_rps"] / left if left > 0 else None
+
+
+def cost_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
+        "| tree | enrollments/s | workers CPU s/s | workers CPU ms per enrollment | "
+        "PostgreSQL CPU s/s | enroll p99 ms |",
+        "|---|--:|--:|--:|--:|--:|",
+    ]
+    costs = enroll_cpu_ms(runs)
+    for run in runs:
+        if run.get("reads_on", True):
+            continue
+        e = run["enroll"] or {}
+        lines.append(
+            f"| {run['tree']} | {_fmt(e.get('achieved_per_s'))} | "
+            f"{run['worker_cpu_per_s']:.2f} | {_fmt(costs.get(run['tree']), 2)} | "
+            f"{run['postgres_cpu_per_s']:.2f} | {_fmt(e.get('p99_ms'))} |"
+        )
+    return lines
+
+
 def table(runs: list[dict[str, Any]], trees: list[str]) -> list[str]:
     lines = [
         "| enrollments/s asked | tree | read req/s | p50 ms | p99 ms | hit rate | "
         "loader runs/s | count loads/s | enrollments/s | enroll p99 ms | enroll errors | "
-        "enroller CPU s/s | workers CPU s/s | checked | stale |",
-        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "enroller CPU s/s | workers CPU s/s | reads per read-CPU s | ÷ no writes | "
+        "checked | stale |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for run in sorted(runs, key=lambda r: (r["rate"], trees.index(r["tree"]))):
+    costs = enroll_cpu_ms(runs)
+    reading = [run for run in runs if run.get("reads_on", True)]
+    quiet = {run["tree"]: reads_per_cpu(run, None) for run in reading if not run["enroll"]}
+    for run in sorted(reading, key=lambda r: (r["rate"], trees.index(r["tree"]))):
         e = run["enroll"] or {}
+        per_cpu = reads_per_cpu(run, costs.get(run["tree"]))
+        base = quiet.get(run["tree"])
         lines.append(
             f"| {run['rate']:g} | {run['tree']} | {run['read_rps']:,.0f} | "
             f"{run['latency_ms']['p50']:.2f} | {run['latency_ms']['p99']:.2f} | "
@@ -53,6 +97,7 @@ def table(runs: list[dict[str, Any]], trees: list[str]) -> list[str]:
             f"{_fmt(run['count_loads_per_s'])} | {_fmt(e.get('achieved_per_s'))} | "
             f"{_fmt(e.get('p99_ms'))} | {e.get('errors', '–')} | "
             f"{_fmt(e.get('cpu_per_s'), 2)} | {run['worker_cpu_per_s']:.2f} | "
+            f"{_fmt(per_cpu, 0)} | {_fmt(per_cpu / base if per_cpu and base else None, 2)} | "
             f"{e.get('checked', '–')} | {_stale(e)} |"
         )
     return lines
@@ -109,7 +154,11 @@ def markdown(results: dict[str, Any]) -> str:
         "(before) and just after its answer (after): fresh iff before ≤ served ≤ after, no "
         "lag window. In brackets, the stale reads that stay stale when the course's enrolls "
         "still in flight (sent, not answered) as the GET left are allowed to be missing: "
-        "before may count a write that committed but has not returned yet.",
+        "before may count a write that committed but has not returned yet. Reads per "
+        "read-CPU s = read req/s ÷ (workers CPU s/s − enrollments/s × the tree's CPU per "
+        "enrollment, measured without reads, below each table); ÷ no writes compares it with "
+        "the same tree's run at 0/s: the read path's own cost under the write load, on cores "
+        "the enrollments share.",
         "",
     ]
     for endpoint in results["endpoints"]:
@@ -125,6 +174,14 @@ def markdown(results: dict[str, Any]) -> str:
             *table(runs, [t["name"] for t in meta["trees"]]),
             "",
         ]
+        if any(not run.get("reads_on", True) for run in runs):
+            lines += [
+                f"What an enrollment costs, from a run with the enroller at "
+                f"{meta['enroll_cost_rate']:g}/s and no reads:",
+                "",
+                *cost_table(runs),
+                "",
+            ]
     if results["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in results["notes"]], ""]
     return "\n".join(lines)
