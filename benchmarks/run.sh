@@ -55,5 +55,8 @@ case "${1:-}" in
     --write-heavy)  # reads under enrollments (benchmarks/write_heavy.py) only
         shift
         module=benchmarks.write_heavy ;;
+    --hit-path)  # one cache hit's cost, two trees in process (benchmarks/hit_path.py)
+        shift
+        module=benchmarks.hit_path ;;
 esac
 "$VENV/bin/python" -m "$module" "$@"

@@ -20,8 +20,10 @@ read shows the value from before it):
   any count left afterwards was read after that commit.
 - **A count missing in Redis** (first read, eviction, an older epoch) is read from the
   database by the request that needs it, the same way, and written back.
-- **A lost refresh.** Each count is stored with the epoch it was written under, and a
-  refresh writes nothing if the epoch changed since it read it before its database read.
+- **A lost refresh.** The counts hash holds the counts of one epoch (the first refresh
+  under a new epoch empties it; the versions live in a hash of their own that outlives
+  epochs), and a refresh writes nothing if the epoch changed since it read it before its
+  database read.
   If Redis cannot be reached when a write commits, the breaker remembers
   (``needs_epoch_bump``) and the process bumps the epoch before its next Redis call; every
   count stored under the old epoch is then a miss and is read again from the database. If
@@ -98,8 +100,9 @@ def next_version() -> int:
 
 
 def cut(live: LiveCount, payload: Any) -> tuple[bytes, tuple[str, ...], list[int]]:
-    """``payload`` (a page's items, or one record) as JSON with a NUL byte in place of each
-    record's count; the counted ids and the counts taken out, in order."""
+    """``payload`` (a page's items, or one record) as a JSON template for ``splice``: each
+    ``%`` doubled and ``%b`` in place of each record's count (cut out at a NUL byte, which
+    JSON text never holds raw); the counted ids and the counts taken out, in order."""
     records = payload if isinstance(payload, list) else [payload]
     holed = [{**record, live.field: _HOLE} for record in records]
     data = entries.dumps(holed if isinstance(payload, list) else holed[0])
@@ -107,13 +110,11 @@ def cut(live: LiveCount, payload: Any) -> tuple[bytes, tuple[str, ...], list[int
     ids = tuple(str(record[live.id_field]) for record in records)
     if data.count(b"\0") != len(ids):
         raise ValueError(f"{live.field}: a value other than the count holds a NUL character")
-    return data, ids, [int(record[live.field]) for record in records]
+    template = data.replace(b"%", b"%%").replace(b"\0", b"%b")
+    return template, ids, [int(record[live.field]) for record in records]
 
 
-def splice(data: bytes, counts: Sequence[int]) -> bytes:
-    """Fill the holes of ``data`` with ``counts``, in order."""
-    pieces = data.split(b"\0")
-    filled = [pieces[0]]
-    for count, piece in zip(counts, pieces[1:], strict=True):
-        filled += [str(count).encode(), piece]
-    return b"".join(filled)
+def splice(template: bytes, counts: Sequence[bytes]) -> bytes:
+    """Fill the holes of a ``cut`` template with ``counts`` (decimal bytes), in order: one
+    ``%`` formatting in C, which also checks there are as many counts as holes."""
+    return template % tuple(counts)

@@ -4,8 +4,8 @@ An entry's value is framed as ``<fresh-until ms> <stamp> <total>[ <ids>]\\n<JSON
 scripts read its expiry and stamp from the first line, and a hit hands the JSON part
 (``data``) and the page total (``total``, ``-`` when the value is not a page) to the
 response as they are, without searching or editing JSON bytes. An entry with live counts
-(``caching.counts``) lists the ids they count, and its JSON has a NUL byte where each
-count goes (JSON text never holds a raw NUL); the lookup returns the counts beside it.
+(``caching.counts``) lists the ids they count, and its JSON is a ``%`` template with a
+``%b`` where each count goes; the lookup returns the counts beside it.
 """
 
 from __future__ import annotations
@@ -50,26 +50,31 @@ class Slot:
 @dataclass(frozen=True)
 class Frame:
     """A stored entry, split: when it stops being fresh, its stamp, its JSON, its total,
-    and the ids whose live counts fill its JSON's holes (in order)."""
+    and the ids whose live counts fill its JSON's holes (``counted``: comma-separated, in
+    order; split only when a count must be read from the database)."""
 
     fresh_until_ms: int
     stamp: str
     data: bytes
     total: int | None
-    ids: tuple[str, ...] = ()
+    counted: bytes = b""
 
-    def tag(self, key: str, counts: Sequence[int] = ()) -> str:
+    @property
+    def ids(self) -> list[str]:
+        return self.counted.decode().split(",") if self.counted else []
+
+    def tag(self, key: str, counts: Sequence[bytes] = ()) -> str:
         """Names this fill of entry ``key`` with ``counts`` in its holes: its key, stamp and
         expiry (unique per fill) and the counts, so two reads with the same tag served the
         same bytes. Not a hash of the payload."""
-        shown = ",".join(map(str, counts))
-        name = f"{key}|{self.stamp}|{self.fresh_until_ms}|{shown}".encode()
+        name = f"{key}|{self.stamp}|{self.fresh_until_ms}|".encode() + b",".join(counts)
         return hashlib.blake2b(name, digest_size=12).hexdigest()
 
     def encode(self) -> bytes:
         total = "-" if self.total is None else str(self.total)
-        ids = f" {','.join(self.ids)}" if self.ids else ""
-        return f"{self.fresh_until_ms} {self.stamp} {total}{ids}\n".encode() + self.data
+        head = f"{self.fresh_until_ms} {self.stamp} {total}".encode()
+        counted = b" " + self.counted if self.counted else b""
+        return head + counted + b"\n" + self.data
 
     @staticmethod
     def stamp_in(head: bytes) -> bytes | None:
@@ -80,13 +85,13 @@ class Frame:
     @classmethod
     def decode(cls, raw: bytes) -> Frame:
         head, _, data = raw.partition(b"\n")
-        fresh_until, stamp, total, *ids = head.split(b" ")
+        fresh_until, stamp, total, *counted = head.split(b" ")
         return cls(
             fresh_until_ms=int(fresh_until),
             stamp=stamp.decode(),
             data=data,
             total=None if total == b"-" else int(total),
-            ids=tuple(ids[0].decode().split(",")) if ids else (),
+            counted=counted[0] if counted else b"",
         )
 
 
@@ -95,13 +100,14 @@ class Found:
     """One entry's lookup: its state, the stamp current at the lookup, and its frame if
     present. States: hit, stale, refresh (served; this caller reloads), fill (missing;
     this caller loads), wait (missing; another caller loads), absent (missing, not leased).
-    ``counts``: the live counts of the frame's ids, None where Redis had none."""
+    ``counts``: the live counts of the frame's ids as decimal bytes, None where Redis had
+    none under the current epoch (all None: ``counts`` is None)."""
 
     state: str
     stamp: str
     frame: Frame | None
     token: str
-    counts: list[int | None] | None = None
+    counts: list[bytes | None] | None = None
 
     @property
     def epoch(self) -> str:
@@ -152,7 +158,7 @@ def lookup(
             stamp=stamp.decode(),
             frame=Frame.decode(raw) if raw else None,
             token=token,
-            counts=[None if count is None else int(count) for count in counts] if counts else None,
+            counts=_counts(counts),
         )
         for state, stamp, raw, counts in replies
     ]
@@ -192,6 +198,13 @@ def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> str:
     return guarded(namespaces, "invalidate", run, respect_breaker=False)
 
 
+def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | None:
+    """A lookup's counts reply: all counts joined by ',', or a list with gaps, or none."""
+    if isinstance(reply, bytes):
+        return list(reply.split(b","))
+    return reply or None
+
+
 def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int]) -> bool:
     """Write live ``counts`` of counter ``name`` read from the database under ``version``,
     unless newer ones are there (``scripts.COUNT_SET``); False if the epoch is no longer
@@ -199,7 +212,7 @@ def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int]) -
     args: list[object] = [epoch, version]
     for ident, count in counts.items():
         args += [ident, count]
-    script_keys = [keys.epoch_key(), keys.counter_key(name)]
+    script_keys = [keys.epoch_key(), keys.counter_key(name), keys.counter_versions_key(name)]
     written = guarded(
         name, "count", lambda c: COUNT_SET_SCRIPT(c, script_keys, args), respect_breaker=False
     )

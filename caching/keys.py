@@ -13,7 +13,8 @@ Layout (``<ns>`` is a manager's namespace such as ``courses:list``; ``chainlearn
   turns every old entry into a miss at once, and the next fill overwrites it in place.
 - ``<entry>:lease``: the single-fill lease of one entry.
 - ``chainlearn:count:<name>``: a hash of live counts (``caching.counts``), one field per
-  counted id: ``<epoch> <version> <count>``.
+  counted id, and ``~epoch``, the epoch they were written under;
+  ``chainlearn:count-version:<name>``: the version of each id's latest count.
 - ``chainlearn:ratelimit:<scope>:<ident>``: a fixed-window request counter.
 
 The Lua scripts (``caching.scripts``) receive every key they touch in ``KEYS`` and never
@@ -76,6 +77,10 @@ def entry_scope(namespace: str, key: str) -> tuple[int, str] | None:
 
 def counter_key(name: str) -> str:
     return f"{PREFIX}:count:{name}"
+
+
+def counter_versions_key(name: str) -> str:
+    return f"{PREFIX}:count-version:{name}"
 
 
 def rate_limit_key(scope: str, ident: str) -> str:

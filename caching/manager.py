@@ -180,15 +180,17 @@ class CacheManager:
             self._release(slot, found)
             return served
         data, ids, shown = served.data, (), []  # type: tuple[bytes, tuple[str, ...], list[int]]
+        counted = b""
         if self.live_count is not None:
             data, ids, shown = counts.cut(self.live_count, value["items"] if self.paged else value)
+            counted = ",".join(ids).encode()
         ttl_ms = self.ttl * 1000
         frame = Frame(
             fresh_until_ms=entries.now_ms() + fresh_ms(ttl_ms),
             stamp=found.stamp,
             data=data,
             total=served.total,
-            ids=ids,
+            counted=counted,
         )
         with contextlib.suppress(CacheUnavailable):
             entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
@@ -197,23 +199,24 @@ class CacheManager:
                 entries.set_counts(name, found.epoch, version, dict(zip(ids, shown, strict=True)))
         # Tagged even if the store was refused: a tag names one fill, and a later request
         # can only see it again if this very frame was stored.
-        return Served(served.data, served.total, frame.tag(slot.key, shown))
+        return Served(served.data, served.total, frame.tag(slot.key, [b"%d" % c for c in shown]))
 
     def _served(self, slot: Slot, found: Found) -> Served:
         """A found frame as served: its holes filled with the live counts found beside it,
         and those Redis did not have read from the database (and written back)."""
         frame = found.frame
         assert frame is not None
-        if not frame.ids or self.live_count is None:
+        if not frame.counted or self.live_count is None:
             return Served(frame.data, frame.total, frame.tag(slot.key))
-        in_redis = list(zip(frame.ids, found.counts or [None] * len(frame.ids), strict=True))
-        missing = [ident for ident, count in in_redis if count is None]
-        loaded: dict[str, int] = {}
-        if missing:
+        shown = found.counts or [None] * len(frame.ids)
+        if None in shown:
+            in_redis = list(zip(frame.ids, shown, strict=True))
+            missing = [ident for ident, count in in_redis if count is None]
             loaded, _ = counts.refresh(self.live_count.counter, missing, found.epoch)
             COUNT_LOADS.labels(self.live_count.counter.name).inc(len(missing))
-        shown = [loaded[ident] if count is None else count for ident, count in in_redis]
-        return Served(counts.splice(frame.data, shown), frame.total, frame.tag(slot.key, shown))
+            shown = [b"%d" % loaded[i] if count is None else count for i, count in in_redis]
+        filled = [count for count in shown if count is not None]  # all of them, by now
+        return Served(counts.splice(frame.data, filled), frame.total, frame.tag(slot.key, filled))
 
     def _wait_for_fill(self, slot: Slot, since: str, params: Params) -> Served:
         """Look again, backing off, until the filler's value is there (then serve it) or its

@@ -49,7 +49,8 @@ end
 # the waiter did, or saw the same writes. Missing: mode 'lease' tries the lease ('fill', or
 # 'wait' for its holder); mode 'present' answers 'absent' and stops, so later entries are
 # neither read nor leased. A served frame whose header lists counted ids gets their counts
-# from the counter hash (false for a count missing or written under another epoch).
+# from the counter hash (only if it was started under the current epoch): one string,
+# joined by ',', when all are there; else a list with false for each one missing.
 # Returns per entry read: {state, current stamp, value or false, counts or false}.
 LOOKUP = (
     STAMP
@@ -94,13 +95,15 @@ while k < #KEYS do
   local counts = false
   local ids = value and nkeys == 6 and string.match(value, '^%d+ %S+ %S+ (%S+)\\n')
   if ids then
-    local fields = {}
+    local fields = {'~epoch'}
     for id in string.gmatch(ids, '[^,]+') do fields[#fields + 1] = id end
-    local epoch = string.match(stamp, '^%d+')
-    counts = redis.call('HMGET', KEYS[k + 6], unpack(fields))
-    for i = 1, #counts do
-      local under, count = string.match(counts[i] or '', '^(%d+) %d+ (%d+)$')
-      counts[i] = under == epoch and count or false
+    local got = redis.call('HMGET', KEYS[k + 6], unpack(fields))
+    if got[1] == string.match(stamp, '^%d+') then
+      table.remove(got, 1)
+      counts = got
+      for i = 1, #got + 1 do
+        if i > #got then counts = table.concat(got, ',') elseif not got[i] then break end
+      end
     end
   end
   found[#found + 1] = {state, stamp, value, counts}
@@ -135,20 +138,28 @@ return stored
 """
 )
 
-# Writes live counts read from the database, each as '<epoch> <version> <count>' in the
-# counter hash, unless the field holds a newer version (versions come from one database
-# sequence, drawn before the counts were read: a higher version saw every write a lower one
-# saw). Writes nothing if the epoch moved since the caller read it before its database read
-# (a write whose count update was lost may be missing from these counts).
-# KEYS: epoch, counter hash. ARGV: the caller's epoch, version, then id and count pairs.
+# Writes live counts read from the database into the counter hash, unless the versions
+# hash holds a newer version for that id (versions come from one database sequence, drawn
+# before the counts were read: a higher version saw every write a lower one saw). Writes
+# nothing if the epoch moved since the caller read it before its database read (a write
+# whose count update was lost may be missing from these counts). The counter hash holds
+# counts of one epoch ('~epoch'): the first write under a new one empties it; the versions
+# hash outlives epochs, so a refresh older than a count emptied that way is still refused.
+# KEYS: epoch, counter hash, versions hash. ARGV: the caller's epoch, version, then id and
+# count pairs.
 COUNT_SET = """
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+local epoch = redis.call('GET', KEYS[1]) or '0'
+if epoch ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], '~epoch') ~= epoch then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[2], '~epoch', epoch)
+end
 local version = tonumber(ARGV[2])
 for i = 3, #ARGV, 2 do
-  local held = redis.call('HGET', KEYS[2], ARGV[i])
-  local held_version = held and tonumber(string.match(held, '^%d+ (%d+) '))
-  if not held_version or held_version < version then
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[i + 1])
+  local held = redis.call('HGET', KEYS[3], ARGV[i])
+  if not held or tonumber(held) < version then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[2])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
   end
 end
 return 1

@@ -238,3 +238,21 @@ def redis_epoch():
     from caching.connection import redis_client
 
     return (redis_client().get(keys.epoch_key()) or b"0").decode()
+
+
+def test_an_epoch_bump_empties_the_counts_but_not_their_versions(
+    api, course, redis_client, django_assert_num_queries
+):
+    """A refresh whose version predates a count wiped by an epoch bump is still refused:
+    otherwise its older count would fill the emptied field."""
+    EnrollmentFactory(course=course)  # its refresh stored count 1 under a fresh version
+    counter = keys.counter_key(enrolled_counts.name)
+    assert redis_client.hget(counter, str(course.id)) == b"1"
+    entries.bump_epoch()
+    epoch = redis_epoch()
+
+    assert entries.set_counts(enrolled_counts.name, epoch, 1, {str(course.id): 0}) is True
+    assert redis_client.hget(counter, str(course.id)) is None  # emptied, and 0 refused
+    assert redis_client.hget(counter, "~epoch") == epoch.encode()
+    assert shown(api, course) == 1  # read again from the database under a newer version
+    assert cached(api, course, django_assert_num_queries) == 1
