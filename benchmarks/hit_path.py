@@ -27,7 +27,7 @@ import redis
 
 from benchmarks import services
 from benchmarks.config import RESULTS, ROOT, from_args, parser
-from benchmarks.services import log
+from benchmarks.services import Server, log
 
 CHILD = Path(__file__).resolve().parent / "hit_path_child.py"
 
@@ -36,23 +36,25 @@ def run_child(config: Any, root: Path, hits: int) -> dict[str, Any]:
     flusher = redis.Redis.from_url(config.redis_url)
     flusher.flushall()
     flusher.close()
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=config.database_url,
-        REDIS_URL=config.redis_url,
-        DEBUG="false",
-        SECRET_KEY=secrets.token_urlsafe(40),
-        LOG_LEVEL="WARNING",
-        CACHE_WARM_ON_START="false",
-        PYTHONPATH=str(root),
+    # The environment the harness gives its servers (settings, URLs, the tree first on
+    # PYTHONPATH); no server is started.
+    server = Server(
+        config,
+        mode="cached",
+        root=root,
+        secret_key=secrets.token_urlsafe(40),
+        metrics_token=secrets.token_urlsafe(24),
     )
-    done = subprocess.run(
-        [sys.executable, str(CHILD), str(hits)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    try:
+        done = subprocess.run(
+            [sys.executable, str(CHILD), str(hits)],
+            cwd=root,
+            env=server.env(),
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        server.stop()  # removes its metrics directory
     if done.returncode:
         raise RuntimeError(f"{root}: hit_path_child.py failed:\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

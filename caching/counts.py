@@ -99,19 +99,18 @@ def next_version() -> int:
     return int(version)
 
 
-def cut(live: LiveCount, payload: Any) -> tuple[bytes, tuple[str, ...], list[int]]:
+def cut(live: LiveCount, payload: Any) -> tuple[bytes, tuple[str, ...], list[bytes]]:
     """``payload`` (a page's items, or one record) as a JSON template for ``splice``: each
-    ``%`` doubled and ``%b`` in place of each record's count (cut out at a NUL byte, which
-    JSON text never holds raw); the counted ids and the counts taken out, in order."""
+    ``%`` doubled and ``%b`` in place of each record's count (a NUL string first, which no
+    database text holds); the counted ids and the counts taken out, in order."""
     records = payload if isinstance(payload, list) else [payload]
     holed = [{**record, live.field: _HOLE} for record in records]
     data = entries.dumps(holed if isinstance(payload, list) else holed[0])
-    data = data.replace(_HOLE_JSON, b"\0")
     ids = tuple(str(record[live.id_field]) for record in records)
-    if data.count(b"\0") != len(ids):
-        raise ValueError(f"{live.field}: a value other than the count holds a NUL character")
-    template = data.replace(b"%", b"%%").replace(b"\0", b"%b")
-    return template, ids, [int(record[live.field]) for record in records]
+    if data.count(_HOLE_JSON) != len(ids):
+        raise ValueError(f"{live.field}: a value other than the count is a NUL string")
+    template = data.replace(b"%", b"%%").replace(_HOLE_JSON, b"%b")
+    return template, ids, [b"%d" % record[live.field] for record in records]
 
 
 def splice(template: bytes, counts: Sequence[bytes]) -> bytes:

@@ -205,7 +205,7 @@ def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | No
     return reply or None
 
 
-def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int]) -> bool:
+def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int | bytes]) -> bool:
     """Write live ``counts`` of counter ``name`` read from the database under ``version``,
     unless newer ones are there (``scripts.COUNT_SET``); False if the epoch is no longer
     ``epoch`` (nothing written)."""

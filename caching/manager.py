@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import models
@@ -174,23 +174,24 @@ class CacheManager:
         FILL_SECONDS.labels(self.namespace).observe(time.perf_counter() - started)
         if self.after_load is not None:
             self.after_load()
-        served = self._encode(value)
         if value is None:
             # Nothing to cache (e.g. an unknown course): let waiters load for themselves.
             self._release(slot, found)
-            return served
-        data, ids, shown = served.data, (), []  # type: tuple[bytes, tuple[str, ...], list[int]]
-        counted = b""
-        if self.live_count is not None:
-            data, ids, shown = counts.cut(self.live_count, value["items"] if self.paged else value)
-            counted = ",".join(ids).encode()
+            return self._encode(value)
+        payload = value["items"] if self.paged else value
+        ids: tuple[str, ...] = ()
+        shown: list[bytes] = []
+        if self.live_count is None:
+            data = dumps(payload)
+        else:
+            data, ids, shown = counts.cut(self.live_count, payload)
         ttl_ms = self.ttl * 1000
         frame = Frame(
             fresh_until_ms=entries.now_ms() + fresh_ms(ttl_ms),
             stamp=found.stamp,
             data=data,
-            total=served.total,
-            counted=counted,
+            total=int(value["total"]) if self.paged else None,
+            counted=",".join(ids).encode(),
         )
         with contextlib.suppress(CacheUnavailable):
             entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
@@ -199,7 +200,7 @@ class CacheManager:
                 entries.set_counts(name, found.epoch, version, dict(zip(ids, shown, strict=True)))
         # Tagged even if the store was refused: a tag names one fill, and a later request
         # can only see it again if this very frame was stored.
-        return Served(served.data, served.total, frame.tag(slot.key, [b"%d" % c for c in shown]))
+        return served_from(slot, frame, shown)
 
     def _served(self, slot: Slot, found: Found) -> Served:
         """A found frame as served: its holes filled with the live counts found beside it,
@@ -207,7 +208,7 @@ class CacheManager:
         frame = found.frame
         assert frame is not None
         if not frame.counted or self.live_count is None:
-            return Served(frame.data, frame.total, frame.tag(slot.key))
+            return served_from(slot, frame, [])
         shown = found.counts or [None] * len(frame.ids)
         if None in shown:
             in_redis = list(zip(frame.ids, shown, strict=True))
@@ -215,8 +216,7 @@ class CacheManager:
             loaded, _ = counts.refresh(self.live_count.counter, missing, found.epoch)
             COUNT_LOADS.labels(self.live_count.counter.name).inc(len(missing))
             shown = [b"%d" % loaded[i] if count is None else count for i, count in in_redis]
-        filled = [count for count in shown if count is not None]  # all of them, by now
-        return Served(counts.splice(frame.data, filled), frame.total, frame.tag(slot.key, filled))
+        return served_from(slot, frame, cast(list[bytes], shown))
 
     def _wait_for_fill(self, slot: Slot, since: str, params: Params) -> Served:
         """Look again, backing off, until the filler's value is there (then serve it) or its
@@ -282,6 +282,12 @@ def read_behind(
         return None
     gate.settle(gate_slot, found[0], gate_params)
     return manager.settle(slot, found[1], params)
+
+
+def served_from(slot: Slot, frame: Frame, shown: list[bytes]) -> Served:
+    """``frame`` as served, its holes (if any) filled with the live counts ``shown``."""
+    data = counts.splice(frame.data, shown) if frame.counted else frame.data
+    return Served(data, frame.total, frame.tag(slot.key, shown))
 
 
 def fresh_ms(ttl_ms: int) -> int:

@@ -100,10 +100,11 @@ while k < #KEYS do
     local got = redis.call('HMGET', KEYS[k + 6], unpack(fields))
     if got[1] == string.match(stamp, '^%d+') then
       table.remove(got, 1)
-      counts = got
-      for i = 1, #got + 1 do
-        if i > #got then counts = table.concat(got, ',') elseif not got[i] then break end
+      local whole = true
+      for i = 1, #got do
+        if not got[i] then whole = false break end
       end
+      counts = whole and table.concat(got, ',') or got
     end
   end
   found[#found + 1] = {state, stamp, value, counts}
