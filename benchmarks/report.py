@@ -139,18 +139,20 @@ def _table(results: dict[str, Any]) -> list[str]:
     lines = [
         "| endpoint | mode | req/s | p50 ms | p95 ms | p99 ms | SQL/req | SQL/hit | "
         "pings/req | Redis cmds/req | Lua calls/req | hit rate | worker CPU ms/req | "
-        "other load | cached ÷ uncached req/s | p99 cached ÷ uncached |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "other load | cached ÷ uncached req/s | p99 cached ÷ uncached | ÷ /health/live |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     names = list(next(iter(runs.values())).keys()) if runs else []
     for name in names:
-        for mode in ("cached", "nofast", "uncached"):
+        for mode in ("cached", "nol1", "nofast", "uncached"):
             run = runs.get(mode, {}).get(name)
             if run is None:
                 continue
             other = runs.get("uncached", {}).get(name)
+            floor = runs.get(mode, {}).get("health")
+            of_floor = f"{run['rps'] / floor['rps']:.2f}" if floor and name != "health" else ""
             ratio = p99 = ""
-            if mode in ("cached", "nofast") and other:
+            if mode != "uncached" and other:
                 ratio = f"**{run['rps'] / other['rps']:.1f}×**"
                 p99 = f"{run['latency_ms']['p99'] / other['latency_ms']['p99']:.2f}"
             lat = run["latency_ms"]
@@ -160,7 +162,7 @@ def _table(results: dict[str, Any]) -> list[str]:
                 f"{_fmt(run['sql_per_hit'], 2)} | {run['sql_pings_per_req']:.2f} | "
                 f"{run['redis_per_req']:.2f} | {run['lua_per_req']:.2f} | "
                 f"{_pct(run['hit_rate'])}{_auth(run)} | {run['worker_cpu_ms_per_req']:.2f} | "
-                f"{100 * run['foreign_cpu_share']:.0f} % | {ratio} | {p99} |"
+                f"{100 * run['foreign_cpu_share']:.0f} % | {ratio} | {p99} | {of_floor} |"
             )
     return lines
 

@@ -154,9 +154,15 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-# The server modes: (CACHE_ENABLED, CACHE_FAST_PATH, port offset). ``nofast`` is the cache
-# without the hot reads' short-circuit in front of DRF (``chainlearn.hot_reads``).
-MODES = {"cached": (True, True, 0), "uncached": (False, True, 1), "nofast": (True, False, 2)}
+# The server modes: (CACHE_ENABLED, CACHE_FAST_PATH, CACHE_L1, port offset). ``nofast`` is
+# the cache without the hot reads' short-circuit in front of DRF (``chainlearn.hot_reads``);
+# ``nol1`` is the cache without its in-process tier (``caching.local``): Redis on every read.
+MODES = {
+    "cached": (True, True, True, 0),
+    "uncached": (False, True, True, 1),
+    "nofast": (True, False, True, 2),
+    "nol1": (True, True, False, 3),
+}
 
 
 class Server:
@@ -178,7 +184,7 @@ class Server:
         self.config = config
         self.mode = mode
         self.root = root
-        self.cache_enabled, self.fast_path, offset = MODES[mode]
+        self.cache_enabled, self.fast_path, self.l1, offset = MODES[mode]
         # The servers run side by side (only one is under load at a time).
         self.port = config.app_port + offset
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -204,6 +210,7 @@ class Server:
             WEB_THREADS=str(self.config.web_threads),
             CACHE_ENABLED="true" if self.cache_enabled else "false",
             CACHE_FAST_PATH="true" if self.fast_path else "false",
+            CACHE_L1="true" if self.l1 else "false",
             CACHE_WARM_ON_START="true",
             LOG_LEVEL="WARNING",
             # The checkout's own packages before the editable install's (this checkout).

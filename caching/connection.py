@@ -84,7 +84,11 @@ def reset_client() -> None:
 
 
 def disconnect() -> None:
-    """Drop this process's Redis connections (before a fork, so no child shares a socket)."""
+    """Drop this process's Redis connections (before a fork, so no child shares a socket),
+    its invalidation stream among them."""
+    from caching import local  # local -> connection
+
+    local.stop()
     for connection in list(_opened):
         connection.disconnect()
     if _client is not None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from caching import keys
+from caching import keys, local
 from caching.connection import guarded
 from caching.scripts import COUNT_SET_SCRIPT, LOOKUP_SCRIPT, RELEASE_SCRIPT, STORE_SCRIPT
 
@@ -34,6 +34,7 @@ class Slot:
     scope_gen_key: str
     key: str
     counter_key: str | None = None
+    local: bool = False  # may be held in the in-process tier (``caching.local``)
 
     def key_list(self) -> list[str]:
         """The entry's keys, in the order the scripts take them (five, or six with counts)."""
@@ -45,6 +46,13 @@ class Slot:
             keys.lease_key(self.key),
         ]
         return listed if self.counter_key is None else [*listed, self.counter_key]
+
+    def validity_keys(self) -> tuple[str, ...]:
+        """The keys whose change ends a held copy's validity: the three counters of its stamp,
+        and its counts hash. (Its own key changes only by a fill under a new stamp, or by
+        expiry, which the copy's own expiry covers.)"""
+        listed = (keys.epoch_key(), keys.generation_key(self.namespace), self.scope_gen_key)
+        return listed if self.counter_key is None else (*listed, self.counter_key)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,15 @@ class Found:
     def epoch(self) -> str:
         return self.stamp.partition(".")[0]
 
+    def is_current_hit(self) -> bool:
+        """A fresh frame under the current stamp, with all its counts: what may be held."""
+        return (
+            self.state == "hit"
+            and self.frame is not None
+            and self.frame.stamp == self.stamp
+            and (not self.frame.counted or (self.counts is not None and None not in self.counts))
+        )
+
 
 def stamp(counters: Sequence[bytes | None]) -> bytes:
     """The stamp the scripts build (``scripts.STAMP``) from the epoch, namespace generation
@@ -139,7 +156,17 @@ def lookup(
 ) -> list[Found]:
     """Look up ``slots`` in one round trip (``scripts.LOOKUP``); one ``Found`` per entry
     read, fewer when an entry in mode ``PRESENT`` was absent. ``since``: per entry, the
-    stamp a waiter saw when it began waiting for a fill ('' for none)."""
+    stamp a waiter saw when it began waiting for a fill ('' for none).
+
+    When every slot may be held in-process and all are, fresh and confirmed by the
+    invalidation stream, they are served from there as hits with no round trip
+    (``caching.local``); a fresh hit from Redis is held for the next read."""
+    local_slots = since is None and all(slot.local for slot in slots)
+    if local_slots:
+        held = local.serve([s.namespace for s in slots], [s.key for s in slots])
+        if held is not None:
+            return [Found("hit", h.frame.stamp, h.frame, "", h.counts) for h in held]
+    mark = local.mark() if local_slots else None
     token = new_lease_token()
     script_keys: list[str] = []
     args: list[object] = [now_ms(), lease_ms, token]
@@ -152,7 +179,7 @@ def lookup(
         "lookup",
         lambda c: LOOKUP_SCRIPT(c, script_keys, args),
     )
-    return [
+    found = [
         Found(
             state=state.decode(),
             stamp=stamp.decode(),
@@ -162,6 +189,12 @@ def lookup(
         )
         for state, stamp, raw, counts in replies
     ]
+    if mark is not None and len(found) == len(slots):
+        for slot, one in zip(slots, found, strict=True):
+            if one.frame is not None and one.is_current_hit():
+                kept = local.Held(slot.namespace, one.frame, one.counts, slot.validity_keys())
+                local.keep(slot.key, kept, mark)
+    return found
 
 
 def store(slot: Slot, found: Found, frame: Frame, ttl_ms: int) -> bool:

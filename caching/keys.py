@@ -32,12 +32,18 @@ ALL = "*"
 MAX_PARAM_CHARS = 200
 
 
+def generation_prefix(namespace: str) -> str:
+    """What every generation key of ``namespace`` starts with (the in-process tier tracks
+    changes under it)."""
+    return f"{PREFIX}:{namespace}:gen:"
+
+
 def epoch_key() -> str:
     return f"{PREFIX}:epoch"
 
 
 def generation_key(namespace: str, scope: str = ALL) -> str:
-    return f"{PREFIX}:{namespace}:gen:{scope}"
+    return f"{generation_prefix(namespace)}{scope}"
 
 
 def params(values: Mapping[str, object]) -> str:

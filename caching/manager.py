@@ -97,6 +97,7 @@ class CacheManager:
     paged: bool = False
     warm_params: Callable[[], Iterable[Params]] | None = None
     live_count: LiveCount | None = None
+    local: bool = True  # entries may be held in the in-process tier (``caching.local``)
     # Test hook: called between the load and the store (forces the stale-set interleaving).
     after_load: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
@@ -114,6 +115,7 @@ class CacheManager:
             counter_key=None
             if self.live_count is None
             else keys.counter_key(self.live_count.counter.name),
+            local=self.local,
         )
 
     def load(self, params: Params) -> Served:

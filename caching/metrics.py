@@ -50,6 +50,26 @@ COUNT_LOADS = Counter(
     "Live counts a read found missing in Redis and read from the database.",
     ["counter"],
 )
+L1_READS = Counter(
+    "cache_l1_reads_total",
+    "Reads looked up in the in-process tier: hit, miss, or unsynced (held, but the "
+    "invalidation stream was down or did not answer in time).",
+    ["namespace", "outcome"],
+)
+L1_EVICTIONS = Counter(
+    "cache_l1_evictions_total",
+    "Entries the in-process tier evicted to stay in its bound.",
+    ["namespace"],
+)
+STREAM_RECONNECTS = Counter(
+    "cache_invalidation_stream_reconnects_total",
+    "Times a process's invalidation stream reconnected (its in-process tier emptied).",
+)
+STREAM_SYNC_SECONDS = Histogram(
+    "cache_invalidation_stream_sync_seconds",
+    "How long a read waited for the invalidation stream to drain past it (its lag).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 BREAKER_OPEN = Gauge(
     "cache_breaker_open",
     "1 while a worker's Redis circuit breaker is open.",

@@ -146,6 +146,8 @@ return stored
 # whose count update was lost may be missing from these counts). The counter hash holds
 # counts of one epoch ('~epoch'): the first write under a new one empties it; the versions
 # hash outlives epochs, so a refresh older than a count emptied that way is still refused.
+# A count equal to the one held is not written again: every write to the counter hash is
+# pushed to every in-process tier (caching.local), which drops each entry showing counts.
 # KEYS: epoch, counter hash, versions hash. ARGV: the caller's epoch, version, then id and
 # count pairs.
 COUNT_SET = """
@@ -160,7 +162,9 @@ for i = 3, #ARGV, 2 do
   local held = redis.call('HGET', KEYS[3], ARGV[i])
   if not held or tonumber(held) < version then
     redis.call('HSET', KEYS[3], ARGV[i], ARGV[2])
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    if redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[i + 1] then
+      redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+    end
   end
 end
 return 1

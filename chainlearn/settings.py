@@ -151,6 +151,12 @@ CACHE_FAST_PATH = env_bool("CACHE_FAST_PATH", True)
 # The module that declares the cache managers (the invalidation matrix), and the key prefix.
 CACHE_MANAGERS_MODULE = "chainlearn.caches"
 CACHE_KEY_PREFIX = "chainlearn"
+# The in-process tier (caching/local.py): on by default; at most CACHE_L1_ENTRIES entries
+# per process; a held entry is served only once the invalidation stream has drained past
+# the request, which a read waits for at most CACHE_L1_SYNC_MS before going to Redis.
+CACHE_L1 = env_bool("CACHE_L1", True)
+CACHE_L1_ENTRIES = env_int("CACHE_L1_ENTRIES", 5000)
+CACHE_L1_SYNC_MS = env_int("CACHE_L1_SYNC_MS", 50)
 # Cache calls sit on the request path: tight timeouts and no retries (caching.md, property 7).
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.05)
 CACHES = {

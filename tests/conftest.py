@@ -83,6 +83,13 @@ def private_redis(use_redis: Any) -> Iterator[Any]:
     server.cleanup()
 
 
+@pytest.fixture
+def without_l1(settings: Any) -> None:
+    """The Redis tier alone, for tests that pin a read's Redis round trips: the in-process
+    tier in front would answer a repeated read with none (tests/test_cache_local.py)."""
+    settings.CACHE_L1 = False
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     """Hashing is not under test; the default hasher costs ~0.2 s per user created."""

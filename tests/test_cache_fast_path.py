@@ -10,7 +10,7 @@ from tests.conftest import client_for
 from tests.factories import course_with_modules, learner_with_history
 from tests.helpers import CacheCounts, assert_error
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_l1")]
 
 # DRF's content negotiation accepts this as JSON; the fast path hands it to DRF untouched,
 # so it asks for the full view's answer to the same request.

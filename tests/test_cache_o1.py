@@ -9,7 +9,7 @@ from caching.invalidation import flush
 from chainlearn.caches import course_list_cache
 from tests.factories import CourseFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("without_l1")]
 
 
 def command_calls(redis_client):
