@@ -42,6 +42,8 @@ PANELS = {
     "Circuit breaker open",
     "Invalidations by cause",
     "Rate limits failing open",
+    "In-process tier reads",
+    "Invalidation stream lag and reconnects",
 }
 
 
