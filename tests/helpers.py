@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.test import Client
+
 from courses.models import Course, Enrollment, Module, Quiz, QuizSubmission
 
 ERROR_KEYS = {"statusCode", "error", "message"}
@@ -76,3 +78,22 @@ class CacheCounts:
     def now(self) -> dict[str, int]:
         current = self._read()
         return {kind: int(current[kind] - self.start[kind]) for kind in self.NAMES}
+
+
+def revalidated(client: Client, path: str) -> Any:
+    """The ``data`` of ``path``, read as a browser would: revalidating with the ETag of this
+    client's last read of it, and reusing that body on a 304. A test of an invalidation
+    matrix row that reads through this also checks that the write changed the ETag of
+    each read it changed (a wrong 304 would show the old data)."""
+    last: dict[str, tuple[str, Any] | None] = client.__dict__.setdefault("etags", {})
+    sent = last.get(path)
+    response = client.get(path, **({"HTTP_IF_NONE_MATCH": sent[0]} if sent else {}))
+    if response.status_code == 304:
+        assert sent is not None and response["ETag"] == sent[0]
+        return sent[1]
+    assert response.status_code == 200, response.content
+    body = response.json()["data"]
+    etag = response.get("ETag")
+    assert sent is None or etag != sent[0], "a 200 for the ETag the client already had"
+    last[path] = (etag, body) if etag else None
+    return body

@@ -17,16 +17,11 @@ from tests.factories import (
     UserFactory,
     course_with_modules,
 )
+from tests.helpers import revalidated as data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ALL_ANSWERS_RIGHT = {"answers": [{"questionId": f"q{i}", "selectedIndex": 1} for i in range(1, 6)]}
-
-
-def data(client, path):
-    response = client.get(path)
-    assert response.status_code == 200, response.content
-    return response.json()["data"]
 
 
 def cached(client, path, django_assert_num_queries, queries):

@@ -19,6 +19,7 @@ from tests.factories import (
     make_questions,
 )
 from tests.helpers import management
+from tests.helpers import revalidated as data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,12 +29,6 @@ def admin_client():
     client = Client()
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     return client
-
-
-def data(client, path):
-    response = client.get(path)
-    assert response.status_code == 200, response.content
-    return response.json()["data"]
 
 
 def course_change_form(course, **overrides):

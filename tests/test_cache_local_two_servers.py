@@ -166,4 +166,5 @@ def test_a_write_on_one_server_is_never_read_old_on_the_other(servers, settings)
     assert list(directions.values()) == [PAIRS, PAIRS]
     assert stale == []
     hits = [l1_hits(server) for server in servers]
+    print(f"pairs per direction {list(directions.values())}, stale {len(stale)}, L1 hits {hits}")
     assert min(hits) >= PAIRS / 2, f"in-process hits per server: {hits}"
