@@ -135,6 +135,73 @@ stop_redis() {
     wait_port_state "$REDIS_PORT" closed 30
 }
 
+# A Sentinel setup for the tests' second pass (CACHE_REDIS_MODE=sentinel): a master on
+# SENTINEL_BASE_PORT, its replica on +1, and three Sentinels (quorum 2) on +2..+4. The
+# base is below Linux's ephemeral range (32768-60999), where the first pass's many client
+# connections could already hold a port.
+SENTINEL_SERVICE=chainlearn
+SENTINEL_BASE_PORT=${SENTINEL_BASE_PORT:-$((REDIS_PORT - 30000))}
+sentinel_ports() { echo $((SENTINEL_BASE_PORT + 2)) $((SENTINEL_BASE_PORT + 3)) $((SENTINEL_BASE_PORT + 4)); }
+
+start_sentinels() {
+    local master=$SENTINEL_BASE_PORT replica=$((SENTINEL_BASE_PORT + 1)) port
+    mkdir -p "$STATE_DIR/sentinel"
+    for port in $master $replica; do
+        local extra=()
+        [ "$port" = "$replica" ] && extra=(--replicaof 127.0.0.1 "$master")
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize yes --pidfile "$STATE_DIR/sentinel/redis-$port.pid" \
+            --logfile "$STATE_DIR/sentinel/redis-$port.log" --dir "$STATE_DIR/sentinel" "${extra[@]}"
+    done
+    for port in $(sentinel_ports); do
+        cat > "$STATE_DIR/sentinel/sentinel-$port.conf" <<CONF
+port $port
+bind 127.0.0.1
+daemonize yes
+pidfile $STATE_DIR/sentinel/sentinel-$port.pid
+logfile $STATE_DIR/sentinel/sentinel-$port.log
+dir $STATE_DIR/sentinel
+sentinel monitor $SENTINEL_SERVICE 127.0.0.1 $master 2
+sentinel down-after-milliseconds $SENTINEL_SERVICE 1000
+sentinel failover-timeout $SENTINEL_SERVICE 5000
+CONF
+        redis-server "$STATE_DIR/sentinel/sentinel-$port.conf" --sentinel
+    done
+    # Ready once the replica is in sync and every Sentinel knows it and the two others.
+    for _ in $(seq 300); do
+        local ready=1
+        redis-cli -p "$replica" info replication | grep -q 'master_link_status:up' || ready=0
+        for port in $(sentinel_ports); do
+            [ "$(redis-cli -p "$port" sentinel replicas $SENTINEL_SERVICE | grep -c '^ip$')" -ge 1 ] || ready=0
+            [ "$(redis-cli -p "$port" sentinel sentinels $SENTINEL_SERVICE | grep -c '^ip$')" -ge 2 ] || ready=0
+        done
+        [ "$ready" = 1 ] && return 0
+        sleep 0.1
+    done
+    echo "the Sentinel setup did not come up" >&2
+    return 1
+}
+
+stop_sentinels() {
+    local port
+    for port in $(sentinel_ports); do
+        redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+    for port in $SENTINEL_BASE_PORT $((SENTINEL_BASE_PORT + 1)); do
+        redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+    done
+    for port in $(sentinel_ports) $SENTINEL_BASE_PORT $((SENTINEL_BASE_PORT + 1)); do
+        wait_port_state "$port" closed 30
+    done
+}
+
+# The settings that point the caching layer at that setup's master.
+export_sentinel_env() {
+    export CACHE_REDIS_MODE=sentinel CACHE_REDIS_SERVICE=$SENTINEL_SERVICE CACHE_REDIS_DB=2
+    CACHE_REDIS_SENTINELS=$(for port in $(sentinel_ports); do printf '127.0.0.1:%s,' "$port"; done)
+    export CACHE_REDIS_SENTINELS=${CACHE_REDIS_SENTINELS%,}
+}
+
 # Every exported variable that chainlearn/settings.py reads, as `export NAME=value` lines in
 # $STATE_DIR/service.env (only root can read it: it holds SECRET_KEY). .ci/serve writes it;
 # .ci/manage loads it to run management commands with the running service's settings.

@@ -16,6 +16,8 @@ Layout (``<ns>`` is a manager's namespace such as ``courses:list``; ``chainlearn
   counted id, and ``~epoch``, the epoch they were written under;
   ``chainlearn:count-version:<name>``: the version of each id's latest count.
 - ``chainlearn:ratelimit:<scope>:<ident>``: a fixed-window request counter.
+- ``chainlearn:master``: the run id of the master the data were written on (Sentinel mode,
+  ``caching.topology``).
 
 The Lua scripts (``caching.scripts``) receive every key they touch in ``KEYS`` and never
 build a key name themselves.
@@ -92,3 +94,9 @@ def counter_versions_key(name: str) -> str:
 def rate_limit_key(scope: str, ident: str) -> str:
     """Fixed-window request counter of one client (IP or user) for one rate-limited scope."""
     return f"{PREFIX}:ratelimit:{scope}:{ident}"
+
+
+def master_key() -> str:
+    """The run id of the Redis master the stored data were written on
+    (``caching.topology``)."""
+    return f"{PREFIX}:master"

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from redis import ConnectionPool
 
-from caching import connection, keys
+from caching import connection, keys, topology
 from caching.metrics import L1_EVICTIONS, L1_READS
 from caching.tracking import Streams
 
@@ -206,7 +206,7 @@ def _start(pool: ConnectionPool) -> _Process:
     prefixes += [keys.generation_prefix(m.namespace) for m in registry.all() if m.local]
     tier = LocalTier(settings.CACHE_L1_ENTRIES)
     streams = Streams(
-        pool.connection_kwargs, prefixes, tier, timeout=settings.CACHE_L1_SYNC_MS / 1000
+        topology.address(pool), prefixes, tier, timeout=settings.CACHE_L1_SYNC_MS / 1000
     )
     return _Process(os.getpid(), pool, tier, streams)
 

@@ -26,10 +26,11 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import hiredis
+from redis.exceptions import RedisError
 
 from caching.metrics import STREAM_RECONNECTS, STREAM_SYNC_SECONDS
 
@@ -62,7 +63,7 @@ class Stream:
 
     def __init__(
         self,
-        address: Mapping[str, Any],
+        address: Callable[[], Mapping[str, Any]],
         prefixes: Sequence[str],
         tier: LocalTier,
         *,
@@ -147,8 +148,9 @@ class Stream:
         if now < self._retry_at:
             return False
         try:
-            self._sock, self._reader = open_tracking(self.address, self.prefixes, self.timeout)
-        except (OSError, hiredis.ProtocolError, ValueError) as exc:
+            where = self.address()
+            self._sock, self._reader = open_tracking(where, self.prefixes, self.timeout)
+        except (OSError, RedisError, hiredis.ProtocolError, ValueError) as exc:
             logger.warning("cache invalidation stream: cannot connect: %s", exc)
             self._retry_at = now + self.retry
             return False
@@ -164,7 +166,7 @@ class Streams:
 
     def __init__(
         self,
-        address: Mapping[str, Any],
+        address: Callable[[], Mapping[str, Any]],
         prefixes: Sequence[str],
         tier: LocalTier,
         *,
@@ -173,7 +175,7 @@ class Streams:
         idle: float = 1.0,
     ) -> None:
         self.timeout = timeout
-        self.address = dict(address)
+        self.address = address  # asked on each (re)connection: the master may have moved
         self.prefixes = prefixes_covering(prefixes)
         self.tier = tier
         self.retry = retry

@@ -14,6 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from caching import topology
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key-change-me"
@@ -159,12 +161,14 @@ CACHE_L1_ENTRIES = env_int("CACHE_L1_ENTRIES", 5000)
 CACHE_L1_SYNC_MS = env_int("CACHE_L1_SYNC_MS", 50)
 # Cache calls sit on the request path: tight timeouts and no retries (caching.md, property 7).
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.05)
-CACHES = {
-    "default": {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
-        "KEY_PREFIX": "chainlearn:django",
-        "OPTIONS": {
+# Which Redis the cache uses (caching/topology.py): "standalone" (REDIS_URL) or "sentinel"
+# (CACHE_REDIS_SENTINELS=host:port,..., CACHE_REDIS_SERVICE, optional CACHE_REDIS_DB,
+# CACHE_REDIS_PASSWORD, CACHE_REDIS_SENTINEL_PASSWORD). Redis Cluster is not supported yet.
+CACHE_REDIS_MODE = os.environ.get("CACHE_REDIS_MODE", "standalone")
+try:
+    _cache_location = topology.caches(
+        CACHE_REDIS_MODE,
+        {
             "CLIENT_CLASS": "django_redis.client.DefaultClient",
             "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
             "SOCKET_CONNECT_TIMEOUT": CACHE_SOCKET_TIMEOUT,
@@ -172,6 +176,15 @@ CACHES = {
             "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0), "max_connections": 64},
             "IGNORE_EXCEPTIONS": False,
         },
+        {**os.environ, "REDIS_URL": REDIS_URL},
+    )
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from exc
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "KEY_PREFIX": "chainlearn:django",
+        **_cache_location,
     }
 }
 # Seconds each hot read stays fresh (caching.md TTL table); override with CACHE_TTL_<NS>.

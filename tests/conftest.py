@@ -18,10 +18,13 @@ from users.models import User
 
 
 @pytest.fixture(autouse=True)
-def empty_cache() -> Iterator[None]:
-    from caching import connection, refresh
+def empty_cache(settings: Any) -> Iterator[None]:
+    from caching import connection, refresh, topology
 
-    get_redis_connection("default").flushdb()
+    client = get_redis_connection("default")
+    client.flushdb()
+    if settings.CACHE_REDIS_MODE == topology.SENTINEL:
+        topology.claim(client.execute_command)  # as the connections made before the flush did
     connection.breaker.reset()
     yield
     refresh.stop()  # background reloads done, their database connections closed
@@ -57,13 +60,16 @@ def client_for(user: User) -> APIClient:
 
 @pytest.fixture
 def use_redis(settings: Any) -> Iterator[Any]:
-    """Point the caching layer at another Redis URL (a private server or a closed port)."""
-    from caching import connection
+    """Point the caching layer at another Redis URL (a private server or a closed port), or
+    at the master of private Sentinels (``mode="sentinel"`` and their settings)."""
+    from caching import connection, topology
 
-    def point(url: str) -> None:
-        caches = {name: dict(conf) for name, conf in settings.CACHES.items()}
-        caches["default"]["LOCATION"] = url
-        settings.CACHES = caches
+    def point(url: str, mode: str = topology.STANDALONE, **env: str) -> None:
+        options = settings.CACHES["default"]["OPTIONS"]
+        shared = {k: v for k, v in options.items() if k not in topology.SENTINEL_OPTIONS}
+        where = topology.caches(mode, shared, {"REDIS_URL": url, **env})
+        settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], **where}}
+        settings.CACHE_REDIS_MODE = mode
         connection.reset_client()
         connection.breaker.reset()
 
@@ -94,3 +100,20 @@ def without_l1(settings: Any) -> None:
 def fast_password_hashing(settings: Any) -> None:
     """Hashing is not under test; the default hasher costs ~0.2 s per user created."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def private_sentinels(use_redis: Any) -> Iterator[Any]:
+    """A private master, replica and three Sentinels, and the caching layer on them."""
+    from tests.redis_server import SentinelSetup
+
+    setup = SentinelSetup()
+    setup.start()
+    use_redis(
+        "",
+        "sentinel",
+        CACHE_REDIS_SENTINELS=setup.addresses,
+        CACHE_REDIS_SERVICE=setup.SERVICE,
+    )
+    yield setup
+    setup.cleanup()

@@ -65,10 +65,14 @@ class RedisServer:
         )
         wait_port(self.port, open_=True)
 
-    def stop(self) -> None:
+    def stop(self, *, kill: bool = False) -> None:
+        """Stop the server; with ``kill``, SIGKILL: no shutdown, nothing more is sent."""
         if self.proc is not None:
             self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
         wait_port(self.port, open_=False)
@@ -84,4 +88,124 @@ class RedisServer:
 
     def cleanup(self) -> None:
         self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelSetup:
+    """A master, its replica and three Sentinels watching them (quorum 2), all private,
+    with a short down-after so a killed master is replaced within seconds. The replica
+    replicates as its own ACL user, so a test can cut replication (``cut_replication``)
+    and make a write reach the master only."""
+
+    SERVICE = "chainlearn-test"
+    REPLICATION_USER = ("replication", "replication-pass-for-tests")
+
+    def __init__(self, down_after_ms: int = 500) -> None:
+        user, password = self.REPLICATION_USER
+        self.master = RedisServer()
+        self.replica = RedisServer(
+            "--replicaof",
+            "127.0.0.1",
+            str(self.master.port),
+            "--masteruser",
+            user,
+            "--masterauth",
+            password,
+        )
+        self.down_after_ms = down_after_ms
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+        self.dir = tempfile.mkdtemp(prefix="cl-sentinel-")
+
+    @property
+    def addresses(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def start(self) -> None:
+        import redis
+
+        self.master.start()
+        user, password = self.REPLICATION_USER
+        master = redis.Redis(port=self.master.port)
+        master.acl_setuser(
+            user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"]
+        )
+        self.replica.start()
+        for port in self.sentinel_ports:
+            conf = os.path.join(self.dir, f"sentinel-{port}.conf")
+            with open(conf, "w") as out:
+                out.write(
+                    f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                    f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
+                    f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+                    f"sentinel failover-timeout {self.SERVICE} 5000\n"
+                )
+            assert self.master.binary is not None
+            self.sentinels.append(
+                subprocess.Popen(
+                    [self.master.binary, conf, "--sentinel"], stdout=subprocess.DEVNULL
+                )
+            )
+        for port in self.sentinel_ports:
+            wait_port(port, open_=True)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the replica is in sync and every Sentinel knows it and the other two."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        replica = redis.Redis(port=self.replica.port, socket_timeout=1)
+        while True:
+            ready = replica.info("replication").get("master_link_status") == "up"
+            for port in self.sentinel_ports:
+                sentinel = redis.Redis(port=port, socket_timeout=1)
+                ready = ready and bool(sentinel.sentinel_slaves(self.SERVICE))
+                ready = ready and len(sentinel.sentinel_sentinels(self.SERVICE)) == 2
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError("the Sentinel setup did not come up")
+            time.sleep(0.1)
+
+    def master_port(self) -> int:
+        import redis
+
+        sentinel = redis.Redis(port=self.sentinel_ports[0], socket_timeout=1)
+        return int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1])
+
+    def wait_promoted(self, server: RedisServer, timeout: float = 30.0) -> float:
+        """Seconds until every Sentinel names ``server`` the master and it says so."""
+        import redis
+
+        started = time.monotonic()
+        while True:
+            named = set()
+            for port in self.sentinel_ports:
+                sentinel = redis.Redis(port=port, socket_timeout=1)
+                named.add(int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1]))
+            role = redis.Redis(port=server.port, socket_timeout=1).execute_command("ROLE")[0]
+            if named == {server.port} and role == b"master":
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{server.port} was not promoted (Sentinels name {named})")
+            time.sleep(0.05)
+
+    def cut_replication(self) -> None:
+        """Disable the replica's user on the master and drop its link: from here on the
+        master's writes reach the replica no more (it cannot log in again)."""
+        import redis
+
+        master = redis.Redis(port=self.master.port)
+        master.acl_setuser(self.REPLICATION_USER[0], enabled=False)
+        master.client_kill_filter(user=self.REPLICATION_USER[0])
+
+    def cleanup(self) -> None:
+        for proc in self.sentinels:
+            proc.terminate()
+            proc.wait(timeout=10)
+        for port in self.sentinel_ports:
+            wait_port(port, open_=False)
+        self.master.cleanup()
+        self.replica.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
