@@ -195,9 +195,10 @@ stop_sentinels() {
     done
 }
 
-# The settings that point the caching layer at that setup's master.
+# The settings that point the caching layer at that setup's master (database $1, default 2:
+# the tests').
 export_sentinel_env() {
-    export CACHE_REDIS_MODE=sentinel CACHE_REDIS_SERVICE=$SENTINEL_SERVICE CACHE_REDIS_DB=2
+    export CACHE_REDIS_MODE=sentinel CACHE_REDIS_SERVICE=$SENTINEL_SERVICE CACHE_REDIS_DB=${1:-2}
     CACHE_REDIS_SENTINELS=$(for port in $(sentinel_ports); do printf '127.0.0.1:%s,' "$port"; done)
     export CACHE_REDIS_SENTINELS=${CACHE_REDIS_SENTINELS%,}
 }

@@ -17,6 +17,12 @@ PASS_THROUGH = (
     "convert_exception_to_response", "MiddlewareMixin.__call__", "csrf_exempt",
     "View.as_view", "BaseHandler._get_response", "ThreadWorker.handle ", "_WorkItem.run",
 )  # fmt: skip
+# Where the cache runs, per ``run.sh --redis`` (the report's setup line).
+REDIS_SETUPS = {
+    "standalone": "one Redis server",
+    "sentinel": "the master of a Sentinel setup (a master, a replica, three Sentinels; "
+    "`--redis sentinel`)",
+}
 HOT = ("list_anon", "detail_anon", "list_auth", "progress", "history", "credentials")
 ANONYMOUS = ("list_anon", "detail_anon")
 AUTHENTICATED = ("list_auth", "progress", "history", "credentials")
@@ -314,7 +320,9 @@ def _markdown(results: dict[str, Any], rows: list[dict[str, Any]], png: str) -> 
         f"- Server: gunicorn `-c python:chainlearn.gunicorn_conf`, {meta['workers']} workers × "
         f"{meta['threads']} threads (gthread), DEBUG=false, persistent DB connections, "
         "cache warmed on start, PostgreSQL 15 and Redis 7 on loopback (PostgreSQL with "
-        "fsync off, as in the project's service script). Two servers run side by side, "
+        "fsync off, as in the project's service script); the cache on "
+        + REDIS_SETUPS[meta.get("redis_mode", "standalone")]
+        + ". Two servers run side by side, "
         "`CACHE_ENABLED=true` and `false`; each endpoint is measured on one, then at once on "
         f"the other, {meta.get('rounds', 1)} time(s) in alternating order (cached first, then "
         "uncached first), so both modes of a ratio see the same machine; req/s and latency "

@@ -538,4 +538,5 @@ def meta(config: Config, data: Dataset, started: float, date: str) -> dict[str, 
         "list_variants": len(data.list_variants),
         "tokens": len(data.tokens),
         "seed_args": " ".join(config.seed.args()),
+        "redis_mode": os.environ.get("BENCH_REDIS_MODE", "standalone"),
     }

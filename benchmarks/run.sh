@@ -2,6 +2,8 @@
 # The documented benchmark command: bash benchmarks/run.sh [python -m benchmarks options]
 # bash benchmarks/run.sh --outage [options] runs the Redis outage scenario instead, and
 # bash benchmarks/run.sh --write-heavy [options] the write-heavy scenario.
+# --redis sentinel (anywhere among the options) puts the cache on the master of a Sentinel
+# setup it starts (a master, a replica, three Sentinels) instead of one Redis server.
 #
 # Starts PostgreSQL and Redis the way the project's service script does, on ports of their
 # own (never the dev servers), installs wrk and matplotlib if missing, runs the benchmark
@@ -13,6 +15,22 @@ started=$(date +%s)
 export PG_PORT=${BENCH_PG_PORT:-25442}
 export REDIS_PORT=${BENCH_REDIS_PORT:-26390}
 export STATE_DIR=${BENCH_STATE_DIR:-/tmp/chainlearn-bench}
+export SENTINEL_BASE_PORT=${BENCH_SENTINEL_BASE_PORT:-26400}
+redis_mode=standalone
+args=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = --redis ]; then
+        redis_mode=${2:?--redis takes standalone or sentinel}
+        shift 2
+    else
+        args+=("$1")
+        shift
+    fi
+done
+case "$redis_mode" in
+    standalone|sentinel) ;;
+    *) echo "--redis: standalone or sentinel (Redis Cluster is not supported yet)" >&2; exit 2 ;;
+esac
 # shellcheck source=../.ci/services.sh
 source .ci/services.sh
 
@@ -36,6 +54,7 @@ pg_was_up=0; redis_was_up=0
 (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null && redis_was_up=1
 cleanup() {
     if [ "${BENCH_KEEP_SERVICES:-0}" != 1 ]; then
+        [ "$redis_mode" = sentinel ] && stop_sentinels
         [ "$redis_was_up" = 1 ] || stop_redis
         [ "$pg_was_up" = 1 ] || stop_postgres
     fi
@@ -44,9 +63,19 @@ trap cleanup EXIT
 start_postgres
 start_redis
 export_service_env
+if [ "$redis_mode" = sentinel ]; then
+    start_sentinels
+    export_sentinel_env 0
+    # The harness reads the cache's Redis (its command counts, flushes) at REDIS_URL.
+    export REDIS_URL="redis://127.0.0.1:$SENTINEL_BASE_PORT/0"
+fi
+export BENCH_REDIS_MODE=$redis_mode
 
+set -- ${args[@]+"${args[@]}"}
 export BENCH_SETUP_S=$(( $(date +%s) - started ))
-export BENCH_COMMAND="bash benchmarks/run.sh${*:+ $*}"
+BENCH_COMMAND="bash benchmarks/run.sh${*:+ $*}"
+[ "$redis_mode" = standalone ] || BENCH_COMMAND+=" --redis $redis_mode"
+export BENCH_COMMAND
 module=benchmarks
 case "${1:-}" in
     --outage)  # the Redis outage scenario (benchmarks/outage.py) only

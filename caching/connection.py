@@ -106,25 +106,33 @@ def guarded(
 
     ``namespace`` (or several) labels the error counter. Invalidations pass
     ``respect_breaker=False``: they are tried even while this process's breaker is open,
-    because other processes may be reading from a Redis that is up.
+    because other processes may be reading from a Redis that is up, and a failed one is
+    tried once more at once, on a new connection: after a failover the first call on an
+    old connection fails, while other processes may already read from the new master.
+    Reads are tried once (no retries on the request path).
     """
     if respect_breaker and not breaker.allow():
         raise CacheUnavailable("circuit open")
-    try:
-        client = redis_client()
-        if breaker.needs_epoch_bump:
-            client.incr(keys.epoch_key())
-            breaker.needs_epoch_bump = False
-            logger.warning("cache epoch bumped after an unreachable period")
-        result = call(client)
-    except (RedisError, OSError) as exc:
-        breaker.record_failure()
-        for label in [namespace] if isinstance(namespace, str) else namespace:
-            ERRORS.labels(label, operation).inc()
-        logger.warning("cache %s failed for %s: %s", operation, namespace, exc)
-        raise CacheUnavailable(str(exc)) from exc
-    breaker.record_success()
-    return result
+    retries = 0 if respect_breaker else 1
+    while True:
+        try:
+            client = redis_client()
+            if breaker.needs_epoch_bump:
+                client.incr(keys.epoch_key())
+                breaker.needs_epoch_bump = False
+                logger.warning("cache epoch bumped after an unreachable period")
+            result = call(client)
+        except (RedisError, OSError) as exc:
+            breaker.record_failure()
+            for label in [namespace] if isinstance(namespace, str) else namespace:
+                ERRORS.labels(label, operation).inc()
+            logger.warning("cache %s failed for %s: %s", operation, namespace, exc)
+            if not retries:
+                raise CacheUnavailable(str(exc)) from exc
+            retries -= 1
+            continue
+        breaker.record_success()
+        return result
 
 
 def redis_ping() -> bool:
