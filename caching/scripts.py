@@ -170,6 +170,18 @@ end
 return 1
 """
 
+# Claims the master a new connection reached (``caching.topology``): if the run id stored
+# under KEYS[1] is not this server's, the stored data were written on another server (this
+# is a promoted replica, or a restarted master): bump the epoch (KEYS[2]) and store this
+# server's id. Returns the id if it bumped, else 0.
+CLAIM = """
+local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if redis.call('GET', KEYS[1]) == id then return 0 end
+redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], id)
+return id
+"""
+
 # Gives a lease back if this caller still holds it. KEYS: lease. ARGV: lease token.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

@@ -10,8 +10,8 @@ tier's invalidation streams) goes to that one master; no read is ever sent to a 
 asynchronous: a master killed just after it acknowledged a generation bump may leave the
 replica that Sentinel promotes without that bump, and the replica still holds the entries
 the bump had invalidated. So in Sentinel mode every new connection to a master, before its
-first command, runs ``CLAIM``: the master's run id (``INFO server``) is compared with the
-one stored under ``keys.master_key()``. The first connection to a master stores it; a
+first command, runs ``scripts.CLAIM``: the master's run id is compared with the one
+stored under ``keys.master_key()``. The first connection to a master stores it; a
 promoted replica holds its old master's, replicated, or none. If they differ, the script
 bumps the epoch and stores the new id, atomically, so every entry written before the
 change of master is a miss. A failover thus costs one epoch (the whole cache: under
@@ -41,30 +41,21 @@ STANDALONE = "standalone"
 SENTINEL = "sentinel"
 MODES = (STANDALONE, SENTINEL)
 
-# KEYS: the master key, the epoch. ARGV: this master's run id. 1 if the epoch was bumped.
-CLAIM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 0 end
-redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-"""
-
-
 # The django-redis options only Sentinel mode sets (``caches``).
 SENTINEL_OPTIONS = ("CONNECTION_FACTORY", "SENTINELS", "SENTINEL_KWARGS", "PASSWORD")
 
 
 def claim(run: Callable[..., Any]) -> bool:
-    """Run ``CLAIM`` through ``run`` (a command runner on one connection); True if it bumped
-    the epoch."""
-    from caching import keys  # keys reads the settings that chainlearn.settings builds
+    """Run ``scripts.CLAIM`` through ``run`` (a command runner on one connection), one round
+    trip; True if it bumped the epoch."""
+    # Both read the settings that chainlearn.settings, which imports this module, builds.
+    from caching import keys
+    from caching.scripts import CLAIM
 
-    info = run("INFO", "server")
-    identity = info["run_id"] if isinstance(info, dict) else _field(info, "run_id")
-    bumped = bool(run("EVAL", CLAIM, 2, keys.master_key(), keys.epoch_key(), identity))
+    bumped = run("EVAL", CLAIM, 2, keys.master_key(), keys.epoch_key())
     if bumped:
-        logger.warning("cache epoch bumped: connected to a new master (run id %s)", identity)
-    return bumped
+        logger.warning("cache epoch bumped: connected to a new master (run id %s)", bumped)
+    return bool(bumped)
 
 
 class ClaimingConnection(SentinelManagedConnection):
@@ -153,11 +144,3 @@ def _host_port(item: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ValueError(f"CACHE_REDIS_SENTINELS: {item!r} is not host:port")
     return host, int(port)
-
-
-def _field(info: bytes, name: str) -> str:
-    for line in info.decode().splitlines():
-        field, _, value = line.partition(":")
-        if field == name:
-            return value.strip()
-    raise ValueError(f"INFO has no {name}")

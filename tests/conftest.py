@@ -18,7 +18,9 @@ from users.models import User
 
 
 @pytest.fixture(autouse=True)
-def empty_cache(settings: Any) -> Iterator[None]:
+def empty_cache() -> Iterator[None]:
+    from django.conf import settings
+
     from caching import connection, refresh, topology
 
     client = get_redis_connection("default")

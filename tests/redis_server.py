@@ -9,6 +9,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+
+import redis
 
 
 def free_port() -> int:
@@ -23,12 +26,20 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_port(port: int, *, open_: bool, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while port_open(port) != open_:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"port {port} did not become {'open' if open_ else 'closed'}")
+def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> float:
+    """Poll ``condition`` (a server process's state: no hook tells us) until it holds;
+    the seconds it took, or ``TimeoutError`` naming ``what`` after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(what)
         time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def wait_port(port: int, *, open_: bool, timeout: float = 10.0) -> None:
+    state = "open" if open_ else "closed"
+    wait_for(lambda: port_open(port) == open_, f"port {port} did not become {state}", timeout)
 
 
 class RedisServer:
@@ -122,8 +133,6 @@ class SentinelSetup:
         return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
 
     def start(self) -> None:
-        import redis
-
         self.master.start()
         user, password = self.REPLICATION_USER
         master = redis.Redis(port=self.master.port)
@@ -152,50 +161,38 @@ class SentinelSetup:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Until the replica is in sync and every Sentinel knows it and the other two."""
-        import redis
-
-        deadline = time.monotonic() + timeout
         replica = redis.Redis(port=self.replica.port, socket_timeout=1)
-        while True:
-            ready = replica.info("replication").get("master_link_status") == "up"
-            for port in self.sentinel_ports:
-                sentinel = redis.Redis(port=port, socket_timeout=1)
-                ready = ready and bool(sentinel.sentinel_slaves(self.SERVICE))
-                ready = ready and len(sentinel.sentinel_sentinels(self.SERVICE)) == 2
-            if ready:
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError("the Sentinel setup did not come up")
-            time.sleep(0.1)
 
-    def master_port(self) -> int:
-        import redis
+        def ready() -> bool:
+            if replica.info("replication").get("master_link_status") != "up":
+                return False
+            return all(
+                sentinel.sentinel_slaves(self.SERVICE)
+                and len(sentinel.sentinel_sentinels(self.SERVICE)) == 2
+                for sentinel in self._sentinel_clients()
+            )
 
-        sentinel = redis.Redis(port=self.sentinel_ports[0], socket_timeout=1)
-        return int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1])
+        wait_for(ready, "the Sentinel setup did not come up", timeout)
 
     def wait_promoted(self, server: RedisServer, timeout: float = 30.0) -> float:
         """Seconds until every Sentinel names ``server`` the master and it says so."""
-        import redis
+        client = redis.Redis(port=server.port, socket_timeout=1)
 
-        started = time.monotonic()
-        while True:
-            named = set()
-            for port in self.sentinel_ports:
-                sentinel = redis.Redis(port=port, socket_timeout=1)
-                named.add(int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1]))
-            role = redis.Redis(port=server.port, socket_timeout=1).execute_command("ROLE")[0]
-            if named == {server.port} and role == b"master":
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{server.port} was not promoted (Sentinels name {named})")
-            time.sleep(0.05)
+        def promoted() -> bool:
+            named = {
+                int(sentinel.sentinel_get_master_addr_by_name(self.SERVICE)[1])
+                for sentinel in self._sentinel_clients()
+            }
+            return named == {server.port} and client.execute_command("ROLE")[0] == b"master"
+
+        return wait_for(promoted, f"{server.port} was not promoted", timeout)
+
+    def _sentinel_clients(self) -> list[redis.Redis]:
+        return [redis.Redis(port=port, socket_timeout=1) for port in self.sentinel_ports]
 
     def cut_replication(self) -> None:
         """Disable the replica's user on the master and drop its link: from here on the
         master's writes reach the replica no more (it cannot log in again)."""
-        import redis
-
         master = redis.Redis(port=self.master.port)
         master.acl_setuser(self.REPLICATION_USER[0], enabled=False)
         master.client_kill_filter(user=self.REPLICATION_USER[0])
