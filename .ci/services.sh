@@ -203,6 +203,101 @@ export_sentinel_env() {
     export CACHE_REDIS_SENTINELS=${CACHE_REDIS_SENTINELS%,}
 }
 
+# A Redis Cluster for the tests' third pass (CACHE_REDIS_MODE=cluster): six nodes on
+# CLUSTER_BASE_PORT..+5, which `redis-cli --cluster create` makes three masters and a
+# replica of each. Every node also listens on its port + 10000 (the cluster bus), so both
+# ranges must stay below Linux's ephemeral range (32768-60999), where the first pass's many
+# client connections could already hold a port. REDIS_PORT - 45000 (bus REDIS_PORT - 35000)
+# is clear of the Sentinel ports (REDIS_PORT - 30000..+4).
+CLUSTER_BASE_PORT=${CLUSTER_BASE_PORT:-$((REDIS_PORT - 45000))}
+cluster_ports() { seq "$CLUSTER_BASE_PORT" $((CLUSTER_BASE_PORT + 5)); }
+
+check_cluster_ports() {
+    if [ "$CLUSTER_BASE_PORT" -lt 1024 ] || [ $((CLUSTER_BASE_PORT + 10005)) -ge 32768 ]; then
+        echo "CLUSTER_BASE_PORT=$CLUSTER_BASE_PORT: the nodes (base..base+5) and their bus" \
+            "ports (+10000) must lie within 1024-32767" >&2
+        return 1
+    fi
+}
+
+# True once every node says the cluster is ok, knows the five others and sees all 16384
+# slots assigned, and three of them are replicas whose link to their master is up. The
+# replies are matched from variables: `redis-cli | grep -q` can fail on SIGPIPE (pipefail).
+cluster_ready() {
+    local port info replicas=0
+    for port in $(cluster_ports); do
+        info=$(redis-cli -p "$port" cluster info 2>/dev/null) || return 1
+        [[ $info == *cluster_state:ok* && $info == *cluster_slots_assigned:16384* ]] || return 1
+        [[ $info == *cluster_known_nodes:6* ]] || return 1
+        info=$(redis-cli -p "$port" info replication 2>/dev/null) || return 1
+        if [[ $info == *role:slave* ]]; then
+            [[ $info == *master_link_status:up* ]] || return 1
+            replicas=$((replicas + 1))
+        fi
+    done
+    [ "$replicas" = 3 ]
+}
+
+start_cluster() {
+    check_cluster_ports || return 1
+    cluster_ready && return 0
+    local dir="$STATE_DIR/cluster" port
+    # Whatever is left from an earlier run (nodes down, or up but not a sound cluster) goes:
+    # a node restarted on its old nodes-PORT.conf would rejoin that run's cluster.
+    stop_cluster
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    for port in $(cluster_ports); do
+        # A node timeout of 1 s: a dead master's replica takes over within seconds. A master
+        # syncs a new replica at once (not after the default 5 s wait for more of them);
+        # the RDB file a replica receives is the node's own (the nodes share the dir). The
+        # other masters keep serving while one is down (README: Redis Cluster).
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf" \
+            --cluster-node-timeout 1000 --repl-diskless-sync-delay 0 \
+            --cluster-require-full-coverage no \
+            --daemonize yes --pidfile "$dir/redis-$port.pid" --logfile "$dir/redis-$port.log" \
+            --dir "$dir" --dbfilename "redis-$port.rdb"
+    done
+    local nodes=()
+    for port in $(cluster_ports); do
+        wait_port_state "$port" open 30
+        nodes+=("127.0.0.1:$port")
+    done
+    if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes \
+        >"$dir/create.log" 2>&1; then
+        cat "$dir/create.log" >&2
+        return 1
+    fi
+    for _ in $(seq 300); do
+        cluster_ready && return 0
+        sleep 0.1
+    done
+    echo "the Redis Cluster did not come up (logs in $dir)" >&2
+    return 1
+}
+
+stop_cluster() {
+    local port
+    for port in $(cluster_ports); do
+        # NOW: a master does not wait for its replica to catch up; nothing is kept anyway.
+        redis-cli -p "$port" shutdown nosave now >/dev/null 2>&1 || true
+    done
+    for port in $(cluster_ports); do
+        wait_port_state "$port" closed 30
+        wait_port_state $((port + 10000)) closed 30  # the bus: a restart binds it again
+    done
+}
+
+# The settings that put the caching layer on that cluster (database 0, its only one). The
+# Sentinel settings a previous pass exported go: they do not apply to a cluster.
+export_cluster_env() {
+    unset CACHE_REDIS_SENTINELS CACHE_REDIS_SERVICE CACHE_REDIS_DB
+    export CACHE_REDIS_MODE=cluster
+    CACHE_REDIS_NODES=$(for port in $(cluster_ports); do printf '127.0.0.1:%s,' "$port"; done)
+    export CACHE_REDIS_NODES=${CACHE_REDIS_NODES%,}
+}
+
 # Every exported variable that chainlearn/settings.py reads, as `export NAME=value` lines in
 # $STATE_DIR/service.env (only root can read it: it holds SECRET_KEY). .ci/serve writes it;
 # .ci/manage loads it to run management commands with the running service's settings.

@@ -71,6 +71,10 @@ class Config:
     quiet_threshold: float = 0.25
     date: str | None = None
     state_dir: Path = Path(os.environ.get("STATE_DIR", "/tmp/chainlearn-bench"))
+    # host:port of every node when the cache is on a Redis Cluster (``CACHE_REDIS_MODE=
+    # cluster``, as ``run.sh --redis cluster`` sets): the harness's Redis flushes and counts
+    # then go to each of its masters instead of to ``redis_url``.
+    cluster_nodes: tuple[str, ...] = ()
 
     @property
     def work_dir(self) -> Path:
@@ -177,6 +181,7 @@ def from_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> Config:
     return Config(
         database_url=database_url,
         redis_url=redis_url,
+        cluster_nodes=cluster_nodes(),
         seed=SeedSize(a.courses, a.users, a.enrollments, a.submissions, a.seed),
         app_port=a.port,
         web_workers=a.workers,
@@ -197,6 +202,13 @@ def from_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> Config:
         quiet_wait=a.quiet_wait,
         date=a.date,
     )
+
+
+def cluster_nodes() -> tuple[str, ...]:
+    """``CACHE_REDIS_NODES`` in cluster mode, else none (the cache is at ``REDIS_URL``)."""
+    if os.environ.get("CACHE_REDIS_MODE") != "cluster":
+        return ()
+    return tuple(n.strip() for n in os.environ.get("CACHE_REDIS_NODES", "").split(",") if n.strip())
 
 
 def parse(argv: list[str] | None = None) -> Config:

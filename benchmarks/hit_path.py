@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from benchmarks import services
 from benchmarks.config import RESULTS, ROOT, from_args, parser
 from benchmarks.services import Server, log
@@ -33,9 +31,7 @@ CHILD = Path(__file__).resolve().parent / "hit_path_child.py"
 
 
 def run_child(config: Any, root: Path, hits: int) -> dict[str, Any]:
-    flusher = redis.Redis.from_url(config.redis_url)
-    flusher.flushall()
-    flusher.close()
+    services.flush_cache_redis(config)
     # The environment the harness gives its servers (settings, URLs, the tree first on
     # PYTHONPATH); no server is started.
     server = Server(

@@ -34,17 +34,22 @@ def fill(client: Any, manager: Any, start: int, stop: int) -> None:
     from caching import entries, keys
     from caching.entries import Frame
 
-    epoch = (client.get(keys.epoch_key()) or b"0").decode()
-    gen = (client.get(keys.generation_key(NAMESPACE)) or b"0").decode()
-    value = Frame(
-        fresh_until_ms=entries.now_ms() + KEY_TTL_MS,
-        stamp=f"{epoch}.{gen}.{gen}",
-        data=b'[{"id":"000000000000000000000000000000000000","title":"x","enrolledCount":0}]',
-        total=1,
-    ).encode()
+    values = []  # per shard: an entry under the shard's current stamp
+    for shard in keys.EVERY_SHARD:
+        epoch = (client.get(keys.epoch_key(shard)) or b"0").decode()
+        gen = (client.get(keys.generation_key(NAMESPACE, shard)) or b"0").decode()
+        values.append(
+            Frame(
+                fresh_until_ms=entries.now_ms() + KEY_TTL_MS,
+                stamp=f"{epoch}.{gen}.{gen}",
+                data=b'[{"id":"000000000000000000000000000000000000","title":"x","enrolledCount":0}]',
+                total=1,
+            ).encode()
+        )
     pipe = client.pipeline(transaction=False)
     for index in range(start, stop):
-        pipe.set(manager.slot(_params(index)).key, value, px=KEY_TTL_MS)
+        slot = manager.slot(_params(index))
+        pipe.set(slot.key, values[slot.shard], px=KEY_TTL_MS)
         if len(pipe) >= 10_000:
             pipe.execute()
     pipe.execute()
@@ -64,20 +69,35 @@ def live_count_sample(manager: Any, count: int, probes: int = 200) -> int:
     return found
 
 
-def _time(client: Any, gen_key: str, rounds: int) -> dict[str, Any]:
+def _generations(client: Any) -> list[tuple[str, bytes]]:
+    """The namespace's generation in every shard, to put back after a timed flush."""
+    from caching import keys
+
+    gen_keys = [keys.generation_key(NAMESPACE, shard) for shard in keys.EVERY_SHARD]
+    return [(key, client.get(key) or b"0") for key in gen_keys]
+
+
+def _put_back(client: Any, saved: list[tuple[str, bytes]]) -> None:
+    pipe = client.pipeline(transaction=False)
+    for key, value in saved:
+        pipe.set(key, value)
+    pipe.execute()
+
+
+def _time(client: Any, rounds: int) -> dict[str, Any]:
     from caching.invalidation import flush
 
     for _ in range(50):  # warm the code path and the connection
-        saved = client.get(gen_key)
+        saved = _generations(client)
         flush([NAMESPACE], cause="benchmark")
-        client.set(gen_key, saved or 0)
+        _put_back(client, saved)
     samples = []
     for _ in range(rounds):
-        saved = client.get(gen_key)
+        saved = _generations(client)
         t0 = time.perf_counter_ns()
         flush([NAMESPACE], cause="benchmark")
         samples.append((time.perf_counter_ns() - t0) / 1000)
-        client.set(gen_key, saved or 0)
+        _put_back(client, saved)
     ordered = sorted(samples)
     block = max(1, rounds // 10)
     blocks = [statistics.median(samples[i : i + block]) for i in range(0, rounds, block)]
@@ -102,27 +122,35 @@ def _unlink(client: Any, manager: Any, start: int, stop: int) -> None:
     pipe.execute()
 
 
-def _orphans(client: Any, manager: Any, gen_key: str, size: int) -> int:
+def _orphans(client: Any, manager: Any, size: int) -> int:
     """Probe hits left after one real flush (0: every entry was orphaned at once)."""
     from caching.invalidation import flush
 
-    saved = client.get(gen_key)
+    saved = _generations(client)
     flush([NAMESPACE], cause="benchmark")
     left = live_count_sample(manager, size)
-    client.set(gen_key, saved or 0)
+    _put_back(client, saved)
     return left
+
+
+def keys_total(client: Any) -> int:
+    """The keys in the cache's Redis: on a Redis Cluster, summed over the masters (a plain
+    DBSIZE there asks one node, at random)."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        return int(client.dbsize(target_nodes=RedisCluster.PRIMARIES))
+    return int(client.dbsize())
 
 
 def measure(sizes: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
     """Time the flush at each size, smallest first, then the smallest again after the
     extra keys are deleted: the two smallest-size runs show the drift between runs."""
-    from caching import keys
     from caching.connection import redis_client
     from caching.registry import registry
 
     manager = registry.get(NAMESPACE)
     client = redis_client()
-    gen_key = keys.generation_key(NAMESPACE)
     ordered_sizes = sorted(sizes)
     plan = [*ordered_sizes, ordered_sizes[0]] if len(ordered_sizes) > 1 else ordered_sizes
     results = []
@@ -139,12 +167,12 @@ def measure(sizes: tuple[int, ...], rounds: int) -> list[dict[str, Any]]:
         row = {
             "keys": size,
             "repeat": step == len(plan) - 1 and len(plan) > 1,
-            "redis_keys_total": client.dbsize(),
+            "redis_keys_total": keys_total(client),
             "live_probe_hits": live_count_sample(manager, size),
             "prepare_seconds": round(changed, 1),
-            **_time(client, gen_key, rounds),
+            **_time(client, rounds),
         }
-        row["live_probe_hits_after_flush"] = _orphans(client, manager, gen_key, size)
+        row["live_probe_hits_after_flush"] = _orphans(client, manager, size)
         results.append(row)
     # Leave the namespace orphaned (the synthetic entries expire with their TTL).
     from caching.invalidation import flush

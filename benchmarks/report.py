@@ -22,6 +22,8 @@ REDIS_SETUPS = {
     "standalone": "one Redis server",
     "sentinel": "the master of a Sentinel setup (a master, a replica, three Sentinels; "
     "`--redis sentinel`)",
+    "cluster": "a Redis Cluster (three masters, a replica of each; no in-process tier; Redis "
+    "counts summed over the masters; `--redis cluster`)",
 }
 HOT = ("list_anon", "detail_anon", "list_auth", "progress", "history", "credentials")
 ANONYMOUS = ("list_anon", "detail_anon")

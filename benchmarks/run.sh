@@ -3,7 +3,8 @@
 # bash benchmarks/run.sh --outage [options] runs the Redis outage scenario instead, and
 # bash benchmarks/run.sh --write-heavy [options] the write-heavy scenario.
 # --redis sentinel (anywhere among the options) puts the cache on the master of a Sentinel
-# setup it starts (a master, a replica, three Sentinels) instead of one Redis server.
+# setup it starts (a master, a replica, three Sentinels) instead of one Redis server;
+# --redis cluster on a Redis Cluster it starts (three masters, a replica of each).
 #
 # Starts PostgreSQL and Redis the way the project's service script does, on ports of their
 # own (never the dev servers), installs wrk and matplotlib if missing, runs the benchmark
@@ -16,11 +17,13 @@ export PG_PORT=${BENCH_PG_PORT:-25442}
 export REDIS_PORT=${BENCH_REDIS_PORT:-26390}
 export STATE_DIR=${BENCH_STATE_DIR:-/tmp/chainlearn-bench}
 export SENTINEL_BASE_PORT=${BENCH_SENTINEL_BASE_PORT:-26400}
+# Nodes on 17400-17405, their cluster bus on 27400-27405 (below the ephemeral range).
+export CLUSTER_BASE_PORT=${BENCH_CLUSTER_BASE_PORT:-17400}
 redis_mode=standalone
 args=()
 while [ $# -gt 0 ]; do
     if [ "$1" = --redis ]; then
-        redis_mode=${2:?--redis takes standalone or sentinel}
+        redis_mode=${2:?--redis takes standalone, sentinel or cluster}
         shift 2
     else
         args+=("$1")
@@ -28,9 +31,15 @@ while [ $# -gt 0 ]; do
     fi
 done
 case "$redis_mode" in
-    standalone|sentinel) ;;
-    *) echo "--redis: standalone or sentinel (Redis Cluster is not supported yet)" >&2; exit 2 ;;
+    standalone|sentinel|cluster) ;;
+    *) echo "--redis: standalone, sentinel or cluster" >&2; exit 2 ;;
 esac
+# The outage scenario shuts down, freezes and refills one Redis server (the daemon at
+# REDIS_URL): a cluster's nodes are not that server.
+if [ "$redis_mode" = cluster ] && [ "${args[0]:-}" = --outage ]; then
+    echo "--outage runs against one Redis server: not with --redis cluster" >&2
+    exit 2
+fi
 # shellcheck source=../.ci/services.sh
 source .ci/services.sh
 
@@ -55,6 +64,7 @@ pg_was_up=0; redis_was_up=0
 cleanup() {
     if [ "${BENCH_KEEP_SERVICES:-0}" != 1 ]; then
         [ "$redis_mode" = sentinel ] && stop_sentinels
+        [ "$redis_mode" = cluster ] && stop_cluster
         [ "$redis_was_up" = 1 ] || stop_redis
         [ "$pg_was_up" = 1 ] || stop_postgres
     fi
@@ -68,6 +78,12 @@ if [ "$redis_mode" = sentinel ]; then
     export_sentinel_env 0
     # The harness reads the cache's Redis (its command counts, flushes) at REDIS_URL.
     export REDIS_URL="redis://127.0.0.1:$SENTINEL_BASE_PORT/0"
+fi
+if [ "$redis_mode" = cluster ]; then
+    start_cluster
+    # The harness finds the cache's masters from CACHE_REDIS_NODES (benchmarks/services.py);
+    # REDIS_URL stays the standalone server's, which the cache does not use in this mode.
+    export_cluster_env
 fi
 export BENCH_REDIS_MODE=$redis_mode
 

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import redis
 from psycopg import sql
 
 from benchmarks.config import ROOT, Config
@@ -148,6 +149,41 @@ def prepare_database(config: Config) -> dict[str, object]:
     }
 
 
+def cache_redis(config: Config) -> list[redis.Redis]:
+    """Clients of the Redis servers that hold the cache, for the harness's own flushes and
+    counts: the server at ``REDIS_URL``, or each master of the Redis Cluster, as its first
+    node that answers lists them (replicas refuse writes and only repeat their master's)."""
+    if not config.cluster_nodes:
+        return [redis.Redis.from_url(config.redis_url)]
+    for node in config.cluster_nodes:
+        host, _, port = node.rpartition(":")
+        seed = redis.Redis(host=host, port=int(port), socket_timeout=2, decode_responses=True)
+        try:
+            lines = seed.execute_command("CLUSTER", "NODES").splitlines()
+        except redis.RedisError:
+            continue
+        finally:
+            seed.close()
+        masters = []
+        for line in lines:
+            # <id> <ip:port@bus-port[,hostname]> <flags> ...; a failed master serves nothing.
+            fields = line.split()
+            flags = fields[2].split(",") if len(fields) > 2 else []
+            if "master" in flags and "fail" not in flags:
+                address = fields[1].split("@", 1)[0]
+                master_host, _, master_port = address.rpartition(":")
+                masters.append(redis.Redis(host=master_host, port=int(master_port)))
+        return masters
+    raise RuntimeError(f"no Redis Cluster node answers at {','.join(config.cluster_nodes)}")
+
+
+def flush_cache_redis(config: Config) -> None:
+    """Empty the cache's Redis (every master, in cluster mode)."""
+    for client in cache_redis(config):
+        client.flushall()
+        client.close()
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -210,7 +246,8 @@ class Server:
             WEB_THREADS=str(self.config.web_threads),
             CACHE_ENABLED="true" if self.cache_enabled else "false",
             CACHE_FAST_PATH="true" if self.fast_path else "false",
-            CACHE_L1="true" if self.l1 else "false",
+            # A cluster has no in-process tier (the settings refuse CACHE_L1 there).
+            CACHE_L1="true" if self.l1 and not self.config.cluster_nodes else "false",
             CACHE_WARM_ON_START="true",
             LOG_LEVEL="WARNING",
             # The checkout's own packages before the editable install's (this checkout).

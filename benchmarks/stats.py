@@ -4,9 +4,10 @@
   the app database only (this module queries from the ``postgres`` database, so its own
   statements are never counted). Django's connection health check (``CONN_HEALTH_CHECKS``
   sends ``SELECT 1`` before the first query of a request) is reported apart.
-- Redis: ``CONFIG RESETSTAT`` before, ``INFO commandstats`` after. Redis counts the
-  commands a Lua script runs as well as the ``EVALSHA`` itself, so both are reported:
-  commands, and script calls (network round trips of the cache path).
+- Redis: ``CONFIG RESETSTAT`` before, ``INFO commandstats`` after (summed over the
+  masters when the cache is on a Redis Cluster). Redis counts the commands a Lua script
+  runs as well as the ``EVALSHA`` itself, so both are reported: commands, and script calls
+  (network round trips of the cache path).
 - Hits and misses: the service's ``/metrics`` counters (``cache_hits_total``,
   ``cache_misses_total``, summed over workers), which also count requests served from the
   database while a worker's circuit breaker skipped Redis; the Redis stats hashes
@@ -33,7 +34,7 @@ import psycopg
 import redis
 
 from benchmarks.config import Config
-from benchmarks.services import admin_connection
+from benchmarks.services import admin_connection, cache_redis
 
 # Used when the registry cannot be read; normally every registered manager is followed.
 NAMESPACES = (
@@ -100,6 +101,10 @@ class CpuMeter:
     def __init__(self, state_dir: Path) -> None:
         self.postmaster = _pidfile(state_dir / "pg" / "postmaster.pid")
         self.redis = _pidfile(state_dir / "redis.pid")
+        # The nodes of the Redis Cluster that run.sh --redis cluster starts, if it runs.
+        self.cluster = [
+            pid for path in (state_dir / "cluster").glob("redis-*.pid") if (pid := _pidfile(path))
+        ]
         self.server_pids: list[int] = []
         self.worker_pids: list[int] = []
         self.others: dict[str, list[int]] = {}
@@ -109,8 +114,7 @@ class CpuMeter:
         groups = {"gunicorn": self.server_pids, "postgres": [], "redis": [], **self.others}
         if self.postmaster:
             groups["postgres"] = [self.postmaster, *_children(self.postmaster)]
-        if self.redis:
-            groups["redis"] = [self.redis]
+        groups["redis"] = [pid for pid in (self.redis, *self.cluster) if pid]
         sample = {name: sum(_jiffies(p) for p in pids) / TICK for name, pids in groups.items()}
         for pid in self.worker_pids:
             sample[f"worker:{pid}"] = _jiffies(pid) / TICK
@@ -191,7 +195,7 @@ class Collector:
         self.config = config
         self.pg: psycopg.Connection = admin_connection(config)
         self.pg.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        self.redis = redis.Redis.from_url(config.redis_url)
+        self.redis: list[redis.Redis] = []
         self.cpu = CpuMeter(config.state_dir)
         self._metrics: dict[str, dict[str, float]] = {}
         self._log_offset = 0
@@ -204,13 +208,22 @@ class Collector:
 
     def close(self) -> None:
         self.pg.close()
-        self.redis.close()
+        self._close_redis()
+
+    def _close_redis(self) -> None:
+        for client in self.redis:
+            client.close()
+        self.redis = []
 
     def reset(self) -> None:
         self._metrics = scrape(self.server.base_url, self.server.metrics_token)
         self._log_offset = self._log_size()
         self.pg.execute("SELECT pg_stat_statements_reset()")
-        self.redis.config_resetstat()
+        # The cache's servers, asked again each run (a cluster's masters could change).
+        self._close_redis()
+        self.redis = cache_redis(self.config)
+        for client in self.redis:
+            client.config_resetstat()
         self.cpu.start(self.server.all_pids(), self.server.worker_pids())
 
     def _log_size(self) -> int:
@@ -236,16 +249,17 @@ class Collector:
             else:
                 snap.sql_calls += calls
                 snap.sql_top.append((calls, " ".join(query.split())[:160]))
-        stats: dict[str, Any] = self.redis.info("commandstats")
-        for name, values in stats.items():
-            command = name.removeprefix("cmdstat_")
-            if command in OWN_REDIS_COMMANDS:
-                continue
-            calls = int(values["calls"])
-            snap.redis_by_command[command] = calls
-            snap.redis_calls += calls
-            if command in SCRIPT_COMMANDS:
-                snap.redis_scripts += calls
+        for client in self.redis:
+            stats: dict[str, Any] = client.info("commandstats")
+            for name, values in stats.items():
+                command = name.removeprefix("cmdstat_")
+                if command in OWN_REDIS_COMMANDS:
+                    continue
+                calls = int(values["calls"])
+                snap.redis_by_command[command] = snap.redis_by_command.get(command, 0) + calls
+                snap.redis_calls += calls
+                if command in SCRIPT_COMMANDS:
+                    snap.redis_scripts += calls
         now = scrape(self.server.base_url, self.server.metrics_token)
         for ns, counts in now.items():
             before_m = self._metrics.get(ns, {})

@@ -47,8 +47,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from benchmarks import dataset, load, services, stats, write_heavy_report
 from benchmarks.config import RESULTS, ROOT, Config, from_args, parser
 from benchmarks.dataset import Dataset
@@ -344,9 +342,7 @@ def measure(
     Without ``reads_on`` wrk does not run: the window measures what the enrollments cost."""
     config = scenario.config
     services.copy_database(config, scenario.snapshot, config.app_db)
-    flusher = redis.Redis.from_url(config.redis_url)
-    flusher.flushall()
-    flusher.close()
+    services.flush_cache_redis(config)
     server = Server(config, mode="cached", root=tree.root, **scenario.secrets)
     lua = load.script([(endpoint.path, "")], config.work_dir)
     enroller: EnrollerProcess | None = None
@@ -431,9 +427,10 @@ def machine(config: Config) -> dict[str, Any]:
     memory = Path("/proc/meminfo").read_text().splitlines()
     with services.admin_connection(config) as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    client = redis.Redis.from_url(config.redis_url)
-    redis_version = client.info("server")["redis_version"]
-    client.close()
+    clients = services.cache_redis(config)
+    redis_version = clients[0].info("server")["redis_version"]
+    for client in clients:
+        client.close()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     return {
         "cpu": next((x.split(":", 1)[1].strip() for x in info if x.startswith("model name")), "?"),

@@ -4,9 +4,10 @@ Closed: calls go through. After ``threshold`` consecutive failures it opens: cal
 skipped without touching the network. After ``cooldown`` seconds one call is let through
 as a probe (half-open); success closes the breaker, failure opens it again.
 
-The breaker also remembers that the cache may hold something stale (``needs_epoch_bump``):
-an invalidation could not be delivered, or Redis was unreachable long enough to open the
-breaker. ``caching.connection.guarded`` bumps the global epoch before its next Redis call.
+``caching.connection`` keeps one per Redis node: on a Redis Cluster a dead master opens
+the breaker of its own node only. When one opens, ``on_change`` lets the connection module
+mark the node's shards for an epoch bump before they are read again (Redis was unreachable
+long enough that an invalidation may have been lost meanwhile).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ class CircuitBreaker:
         self.state = self.CLOSED
         self.failures = 0
         self.opened_at = 0.0
-        self.needs_epoch_bump = False
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
@@ -66,7 +66,6 @@ class CircuitBreaker:
                 newly_open = self.state == self.CLOSED
                 self.state = self.OPEN
                 self.opened_at = self.clock()
-                self.needs_epoch_bump = True
         if opened and newly_open and self.on_change:
             self.on_change(True)
 
@@ -75,6 +74,5 @@ class CircuitBreaker:
             was_open = self.state != self.CLOSED
             self.state = self.CLOSED
             self.failures = 0
-            self.needs_epoch_bump = False
         if was_open and self.on_change:
             self.on_change(False)

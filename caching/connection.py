@@ -1,10 +1,20 @@
 """Connections to Redis, and the guard every cache call runs under.
 
-``guarded`` skips a call while the circuit breaker is open, turns a failure into
-``CacheUnavailable`` (logged and counted; callers fall back to the database), and first
-bumps the global epoch when an earlier invalidation may have been lost. The client comes
-from django-redis with the socket timeouts and zero-retry policy of ``settings.CACHES``, so
-no call blocks a request for longer than tens of milliseconds.
+``guarded`` skips a call while the circuit breaker of its Redis node is open, turns a
+failure into ``CacheUnavailable`` (logged and counted; callers fall back to the database),
+and first bumps the epochs of the call's shards (``caching.keys``) when an earlier
+invalidation of theirs may have been lost. ``fan_out`` runs commands for many shards at
+once (a namespace-wide invalidation, the live counts every shard keeps), pipelined per
+node, and reports the shards it could not reach. The client comes from django-redis with
+the socket timeouts and zero-retry policy of ``settings.CACHES``, so no call blocks a
+request for longer than tens of milliseconds; on a Redis Cluster it is a
+``RedisCluster`` (``caching.topology``), which follows MOVED and ASK redirections.
+
+**One breaker per node.** On one Redis (standalone or Sentinel) that is one breaker,
+``breaker``. On a cluster each master has its own, found through the client's slot map
+from the call's shard: a dead master stops the reads of its shards only, and when its
+breaker opens only its shards are marked for an epoch bump. Calls without a shard (rate
+limits, the operator commands) use ``breaker``.
 """
 
 from __future__ import annotations
@@ -12,14 +22,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django_redis import get_redis_connection
 from redis import Connection, ConnectionPool, Redis
-from redis.exceptions import RedisError
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import RedisClusterException, RedisError
 
 from caching import keys
 from caching.breaker import CircuitBreaker
@@ -34,16 +47,85 @@ class CacheUnavailable(Exception):
     """Redis could not be used for this call; the caller serves from the database."""
 
 
-def _on_breaker_change(is_open: bool) -> None:
-    BREAKER_OPEN.set(1 if is_open else 0)
-    logger.warning("cache circuit breaker %s", "opened" if is_open else "closed")
+# Errors that mean Redis could not serve a call (a cluster without a master for a slot
+# raises RedisClusterException, which is not a RedisError).
+FAILURES = (RedisError, RedisClusterException, OSError)
+# The cluster slot of each shard's tag.
+_SLOTS = [key_slot(keys.tag(shard).encode()) for shard in keys.EVERY_SHARD]
+
+# Shards whose epoch must be bumped before they are read again, each with a count of the
+# times it was marked (a bump clears only the marks it saw).
+_stale: dict[int, int] = {}
+_stale_lock = threading.Lock()
 
 
-breaker = CircuitBreaker(
-    threshold=settings.CACHE_BREAKER_THRESHOLD,
-    cooldown=settings.CACHE_BREAKER_COOLDOWN,
-    on_change=_on_breaker_change,
-)
+def mark_stale(shards: Iterable[int]) -> None:
+    """An invalidation of ``shards`` may have been lost: bump their epochs before their
+    next read."""
+    with _stale_lock:
+        for shard in shards:
+            _stale[shard] = _stale.get(shard, 0) + 1
+
+
+def stale_shards() -> set[int]:
+    with _stale_lock:
+        return set(_stale)
+
+
+def _breaker(node: str) -> CircuitBreaker:
+    def on_change(is_open: bool) -> None:
+        if is_open:
+            mark_stale(_shards_of(node))
+        BREAKER_OPEN.set(1 if any(b.state != b.CLOSED for b in _breakers.values()) else 0)
+        logger.warning("cache circuit breaker %s%s", "opened" if is_open else "closed", node)
+
+    return CircuitBreaker(
+        threshold=settings.CACHE_BREAKER_THRESHOLD,
+        cooldown=settings.CACHE_BREAKER_COOLDOWN,
+        on_change=on_change,
+    )
+
+
+# The breaker of the one Redis, and of calls without a shard on a cluster.
+breaker = _breaker("")
+_breakers: dict[str, CircuitBreaker] = {"": breaker}
+_breakers_lock = threading.Lock()
+
+
+def _node_of(shard: int) -> str:
+    """The cluster node serving ``shard`` per the client's slot map ('' on one Redis)."""
+    client = _client
+    if not isinstance(client, RedisCluster):
+        return ""
+    try:
+        return f" for {client.nodes_manager.get_node_from_slot(_SLOTS[shard]).name}"
+    except (RedisClusterException, RedisError):
+        return ""
+
+
+def _shards_of(node: str) -> list[int]:
+    if not node:
+        return list(keys.EVERY_SHARD)
+    return [shard for shard in keys.EVERY_SHARD if _node_of(shard) == node]
+
+
+def breakers_for(shards: Collection[int] | None) -> list[CircuitBreaker]:
+    """The breakers of the nodes serving ``shards`` (``breaker`` for None)."""
+    if shards is None:
+        return [breaker]
+    nodes = {_node_of(shard) for shard in shards}
+    with _breakers_lock:
+        for node in nodes - _breakers.keys():
+            _breakers[node] = _breaker(node)
+        return [_breakers[node] for node in sorted(nodes)]
+
+
+def reset_breakers() -> None:
+    """Close every breaker and forget the stale marks (tests)."""
+    for one in list(_breakers.values()):
+        one.reset()
+    with _stale_lock:
+        _stale.clear()
 
 
 class _ThreadConnection(threading.local):
@@ -62,6 +144,10 @@ def redis_client() -> Redis:
     if _client is None:
         _client = get_redis_connection("default")
     return _client
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
 
 
 def thread_connection(client: Redis) -> Connection:
@@ -91,7 +177,9 @@ def disconnect() -> None:
     local.stop()
     for connection in list(_opened):
         connection.disconnect()
-    if _client is not None:
+    if isinstance(_client, RedisCluster):
+        _client.disconnect_connection_pools()
+    elif _client is not None:
         _client.connection_pool.disconnect()
 
 
@@ -100,30 +188,33 @@ def guarded(
     operation: str,
     call: Callable[[Redis], T],
     *,
+    shards: Collection[int] | None = None,
     respect_breaker: bool = True,
 ) -> T:
-    """Run ``call`` against Redis under the breaker; raise ``CacheUnavailable`` on failure.
+    """Run ``call`` against Redis under the breakers of ``shards``' nodes (see the module);
+    raise ``CacheUnavailable`` on failure.
 
     ``namespace`` (or several) labels the error counter. Invalidations pass
     ``respect_breaker=False``: they are tried even while this process's breaker is open,
     because other processes may be reading from a Redis that is up, and a failed one is
     tried once more at once, on a new connection: after a failover the first call on an
     old connection fails, while other processes may already read from the new master.
-    Reads are tried once (no retries on the request path).
+    Reads are tried once (no retries on the request path). Before a call, the stale
+    shards among ``shards`` get their epochs bumped (``mark_stale``).
     """
-    if respect_breaker and not breaker.allow():
+    gates = breakers_for(shards)
+    if respect_breaker and not all(gate.allow() for gate in gates):
         raise CacheUnavailable("circuit open")
     retries = 0 if respect_breaker else 1
     while True:
         try:
             client = redis_client()
-            if breaker.needs_epoch_bump:
-                client.incr(keys.epoch_key())
-                breaker.needs_epoch_bump = False
-                logger.warning("cache epoch bumped after an unreachable period")
+            if shards:
+                _bump_stale(client, shards)
             result = call(client)
-        except (RedisError, OSError) as exc:
-            breaker.record_failure()
+        except FAILURES as exc:
+            for gate in gates:
+                gate.record_failure()
             for label in [namespace] if isinstance(namespace, str) else namespace:
                 ERRORS.labels(label, operation).inc()
             logger.warning("cache %s failed for %s: %s", operation, namespace, exc)
@@ -131,13 +222,101 @@ def guarded(
                 raise CacheUnavailable(str(exc)) from exc
             retries -= 1
             continue
-        breaker.record_success()
+        for gate in gates:
+            gate.record_success()
         return result
+
+
+def _bump_stale(client: Redis, shards: Collection[int]) -> None:
+    with _stale_lock:
+        seen = {shard: _stale[shard] for shard in shards if shard in _stale}
+    if not seen:
+        return
+    pipe = client.pipeline(transaction=False)
+    for shard in sorted(seen):
+        pipe.incr(keys.epoch_key(shard))
+    pipe.execute()
+    with _stale_lock:
+        for shard, marks in seen.items():
+            if _stale.get(shard) == marks:
+                del _stale[shard]
+    logger.warning("cache epoch bumped for shards %s after a lost invalidation", sorted(seen))
+
+
+Commands = Mapping[int, Sequence[Sequence[Any]]]
+
+
+def fan_out(
+    namespace: str | Sequence[str], operation: str, commands: Commands, *, patience: float = 0.0
+) -> tuple[dict[int, list[Any]], set[int]]:
+    """Run each shard's ``commands`` in one pipeline per node (see ``_fan_out_once``); the
+    shards that failed are tried again, backing off, for up to ``patience`` seconds. An
+    invalidation waits so while a master fails over: until its replica is promoted, a
+    bump cannot land anywhere, and one that gave up at once would leave the entries it
+    invalidates to be served by the promoted replica's readers."""
+    replies, failed = _fan_out_once(namespace, operation, commands)
+    deadline = time.monotonic() + patience
+    delay = 0.01
+    while failed and time.monotonic() + delay < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+        more, failed = _fan_out_once(namespace, operation, {s: commands[s] for s in failed})
+        replies |= more
+    return replies, failed
+
+
+def _fan_out_once(
+    namespace: str | Sequence[str], operation: str, commands: Commands
+) -> tuple[dict[int, list[Any]], set[int]]:
+    """Run each shard's ``commands`` in one pipeline (one round trip per node on a
+    cluster), ignoring the breakers; returns the replies per shard that answered, and the
+    shards that did not. Only when the whole pipeline fails (a node is down) are the
+    shards tried again node by node, to tell the ones reached from the others."""
+
+    def run(client: Redis, part: Commands) -> dict[int, list[Any]]:
+        pipe = client.pipeline(transaction=False)
+        for shard_commands in part.values():
+            for command in shard_commands:
+                pipe.execute_command(*command)
+        replies = iter(pipe.execute())
+        return {shard: [next(replies) for _ in cmds] for shard, cmds in part.items()}
+
+    try:
+        replies = guarded(
+            namespace, operation, lambda c: run(c, commands), shards=(), respect_breaker=False
+        )
+        return replies, set()
+    except CacheUnavailable:
+        pass
+    by_node: dict[str, list[int]] = {}
+    for shard in commands:
+        by_node.setdefault(_node_of(shard), []).append(shard)
+    if len(by_node) == 1:
+        return {}, set(commands)
+    done: dict[int, list[Any]] = {}
+    failed: set[int] = set()
+    for shards in by_node.values():
+        part = {shard: commands[shard] for shard in shards}
+        try:
+            done |= guarded(
+                namespace,
+                operation,
+                lambda c, part=part: run(c, part),  # type: ignore[misc]
+                shards=shards,
+                respect_breaker=False,
+            )
+        except CacheUnavailable:
+            failed |= set(shards)
+    return done, failed
 
 
 def redis_ping() -> bool:
     """Readiness probe: a bounded PING that bypasses (and does not trip) the breaker."""
     try:
-        return bool(redis_client().ping())
-    except (RedisError, OSError):
+        client = redis_client()
+        if isinstance(client, RedisCluster):
+            answers = client.ping(target_nodes=RedisCluster.PRIMARIES)
+            return all(answers.values()) if isinstance(answers, dict) else bool(answers)
+        return bool(client.ping())
+    except FAILURES:
         return False

@@ -11,6 +11,8 @@ rewrites their counts after it commits and leaves the entries alone.
 Why a served count is exact (caching.md's rule: once a write's request has returned, no
 read shows the value from before it):
 
+- **One copy per shard.** An entry's counts are read in its own lookup, so each shard
+  (``caching.keys``) keeps the counts its entries show; a refresh writes every shard's.
 - **Versions from the database.** ``refresh`` draws a number from the PostgreSQL sequence
   ``caching_count_version`` and only then reads the counts, so a higher version's read
   began after a lower one's was drawn and saw every write the lower one saw. Redis keeps a
@@ -24,9 +26,10 @@ read shows the value from before it):
   under a new epoch empties it; the versions live in a hash of their own that outlives
   epochs), and a refresh writes nothing if the epoch changed since it read it before its
   database read.
-  If Redis cannot be reached when a write commits, the breaker remembers
-  (``needs_epoch_bump``) and the process bumps the epoch before its next Redis call; every
-  count stored under the old epoch is then a miss and is read again from the database. If
+  If Redis cannot be reached when a write commits, the process marks the shards it could
+  not reach (``connection.mark_stale``) and bumps their epochs before it reads them again;
+  every count stored there under the old epoch is then a miss and is read again from the
+  database. If
   the database read itself fails after a commit, the epoch is bumped at once.
 - **A restarted Redis** comes back without the counts (they load on demand) and with epoch
   0, so a refresh that read the old epoch writes nothing. One restored from a snapshot
@@ -44,7 +47,6 @@ from typing import Any
 from django.db import connection, models
 
 from caching import entries
-from caching.connection import CacheUnavailable
 
 # The database sequence every count's version is drawn from (migration 0001).
 VERSION_SEQUENCE = "caching_count_version"
@@ -74,17 +76,16 @@ class LiveCount:
     id_field: str = "id"
 
 
-def refresh(counter: Counter, ids: Collection[str], epoch: str) -> tuple[dict[str, int], bool]:
+def refresh(
+    counter: Counter, ids: Collection[str], epochs: entries.Epochs, *, patient: bool = False
+) -> tuple[dict[str, int], set[int]]:
     """Read the counts of ``ids`` from the database under a new version and write them to
-    Redis unless ``epoch`` is gone (see the module). Returns the counts, and False if Redis
-    could not be reached."""
+    the counts of each shard in ``epochs`` unless its epoch is gone (see the module).
+    Returns the counts, and the shards Redis could not be reached for. ``patient``: a
+    write's refresh (``entries.set_counts``)."""
     version = next_version()
     counts = read(counter, ids)
-    try:
-        entries.set_counts(counter.name, epoch, version, counts)
-    except CacheUnavailable:
-        return counts, False
-    return counts, True
+    return counts, entries.set_counts(counter.name, epochs, version, counts, patient=patient)
 
 
 def read(counter: Counter, ids: Collection[str]) -> dict[str, int]:

@@ -17,20 +17,24 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
+
 from caching import keys, local
-from caching.connection import guarded
-from caching.scripts import COUNT_SET_SCRIPT, LOOKUP_SCRIPT, RELEASE_SCRIPT, STORE_SCRIPT
+from caching.connection import fan_out, guarded, mark_stale
+from caching.scripts import COUNT_SET, LOOKUP_SCRIPT, RELEASE_SCRIPT, STORE_SCRIPT
 
 LEASE = "lease"
+Epochs = dict[int, str]  # shard -> its epoch
 PRESENT = "present"
 
 
 @dataclass(frozen=True)
 class Slot:
-    """Where one entry lives: the counters its stamp is made of, its key and its lease,
-    and the hash of the live counts it shows, if any."""
+    """Where one entry lives: its shard, the counters its stamp is made of, its key and its
+    lease, and the hash of the live counts it shows, if any (all in the shard)."""
 
     namespace: str
+    shard: int
     scope_gen_key: str
     key: str
     counter_key: str | None = None
@@ -39,8 +43,8 @@ class Slot:
     def key_list(self) -> list[str]:
         """The entry's keys, in the order the scripts take them (five, or six with counts)."""
         listed = [
-            keys.epoch_key(),
-            keys.generation_key(self.namespace),
+            keys.epoch_key(self.shard),
+            keys.generation_key(self.namespace, self.shard),
             self.scope_gen_key,
             self.key,
             keys.lease_key(self.key),
@@ -51,7 +55,11 @@ class Slot:
         """The keys whose change ends a held copy's validity: the three counters of its stamp,
         and its counts hash. (Its own key changes only by a fill under a new stamp, or by
         expiry, which the copy's own expiry covers.)"""
-        listed = (keys.epoch_key(), keys.generation_key(self.namespace), self.scope_gen_key)
+        listed = (
+            keys.epoch_key(self.shard),
+            keys.generation_key(self.namespace, self.shard),
+            self.scope_gen_key,
+        )
         return listed if self.counter_key is None else (*listed, self.counter_key)
 
 
@@ -178,6 +186,7 @@ def lookup(
         [slot.namespace for slot in slots],
         "lookup",
         lambda c: LOOKUP_SCRIPT(c, script_keys, args),
+        shards={slot.shard for slot in slots},
     )
     found = [
         Found(
@@ -205,6 +214,7 @@ def store(slot: Slot, found: Found, frame: Frame, ttl_ms: int) -> bool:
         lambda c: STORE_SCRIPT(
             c, slot.key_list(), [found.stamp, frame.encode(), ttl_ms, found.token]
         ),
+        shards=[slot.shard],
     )
     return bool(stored)
 
@@ -214,21 +224,24 @@ def release(slot: Slot, found: Found) -> None:
         slot.namespace,
         "release",
         lambda c: RELEASE_SCRIPT(c, [keys.lease_key(slot.key)], [found.token]),
+        shards=[slot.shard],
     )
 
 
-def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[str]) -> str:
-    """``INCR`` each generation key in one round trip (the O(1) invalidation); returns the
-    epoch read after the bumps."""
-
-    def run(client) -> str:  # type: ignore[no-untyped-def]
-        pipe = client.pipeline(transaction=False)
-        for key in gen_keys:
-            pipe.incr(key)
-        pipe.get(keys.epoch_key())
-        return (pipe.execute()[-1] or b"0").decode()
-
-    return guarded(namespaces, "invalidate", run, respect_breaker=False)
+def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[tuple[int, str]]) -> Epochs:
+    """``INCR`` each (shard, generation key), pipelined per node (the O(1) invalidation),
+    and read every shard's epoch; returns the epochs of the shards reached. A shard whose
+    bumps may not have landed is marked for an epoch bump (``connection.mark_stale``) and
+    left out."""
+    commands: dict[int, list[tuple[str, ...]]] = {shard: [] for shard in keys.EVERY_SHARD}
+    for shard, key in gen_keys:
+        commands[shard].append(("INCR", key))
+    for shard in keys.EVERY_SHARD:
+        commands[shard].append(("GET", keys.epoch_key(shard)))
+    replies, failed = fan_out(namespaces, "invalidate", commands, patience=patience())
+    bumped = {shard for shard, cmds in commands.items() if len(cmds) > 1}
+    mark_stale(failed & bumped)
+    return {shard: (answers[-1] or b"0").decode() for shard, answers in replies.items()}
 
 
 def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | None:
@@ -238,23 +251,54 @@ def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | No
     return reply or None
 
 
-def set_counts(name: str, epoch: str, version: int, counts: Mapping[str, int | bytes]) -> bool:
-    """Write live ``counts`` of counter ``name`` read from the database under ``version``,
-    unless newer ones are there (``scripts.COUNT_SET``); False if the epoch is no longer
-    ``epoch`` (nothing written)."""
-    args: list[object] = [epoch, version]
+def set_counts(
+    name: str,
+    epochs: Epochs,
+    version: int,
+    counts: Mapping[str, int | bytes],
+    *,
+    patient: bool = False,
+) -> set[int]:
+    """Write live ``counts`` of counter ``name``, read from the database under ``version``,
+    into the counter hash of each shard in ``epochs`` (with the epoch read there before the
+    database read), unless newer ones are there (``scripts.COUNT_SET``). Returns the shards
+    that could not be reached; a shard whose epoch moved meanwhile writes nothing.
+    ``patient``: a write's refresh, which waits out a failover (``patience``)."""
+    pairs: list[object] = []
     for ident, count in counts.items():
-        args += [ident, count]
-    script_keys = [keys.epoch_key(), keys.counter_key(name), keys.counter_versions_key(name)]
-    written = guarded(
-        name, "count", lambda c: COUNT_SET_SCRIPT(c, script_keys, args), respect_breaker=False
-    )
-    return bool(written)
+        pairs += [ident, count]
+    commands = {
+        shard: [
+            (
+                "EVAL",
+                COUNT_SET,
+                3,
+                keys.epoch_key(shard),
+                keys.counter_key(name, shard),
+                keys.counter_versions_key(name, shard),
+                epoch,
+                version,
+                *pairs,
+            )
+        ]
+        for shard, epoch in epochs.items()
+    }
+    _, failed = fan_out(name, "count", commands, patience=patience() if patient else 0.0)
+    return failed
 
 
 def bump_epoch() -> None:
-    """Make every entry of every namespace a miss at once (one ``INCR``)."""
-    guarded("*", "invalidate", lambda c: c.incr(keys.epoch_key()), respect_breaker=False)
+    """Make every entry of every namespace a miss at once (one ``INCR`` per shard); a
+    shard not reached is bumped before its next read."""
+    commands = {shard: [("INCR", keys.epoch_key(shard))] for shard in keys.EVERY_SHARD}
+    _, failed = fan_out("*", "invalidate", commands, patience=patience())
+    mark_stale(failed)
+
+
+def patience() -> float:
+    """Seconds an invalidation keeps trying while Redis fails over
+    (``CACHE_INVALIDATION_PATIENCE_MS``)."""
+    return settings.CACHE_INVALIDATION_PATIENCE_MS / 1000
 
 
 def dumps(value: object) -> bytes:

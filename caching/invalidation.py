@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from django.db import models, transaction
 
 from caching import counts, entries, keys
-from caching.connection import CacheUnavailable, breaker
+from caching.connection import mark_stale
 from caching.metrics import COUNT_UPDATES, INVALIDATIONS
 from caching.registry import registry
 
@@ -54,43 +54,41 @@ def merge(*many: Targets) -> Targets:
 
 
 def invalidate(targets: Targets, cause: str) -> None:
-    """Bump the generations of ``targets`` now, all in one round trip, then refresh the
-    live counts it names."""
+    """Bump the generations of ``targets`` now, in one round trip per node, then refresh
+    the live counts it names. A namespace-wide target bumps the namespace's counter in
+    every shard; a scope, its own counter in its shard."""
     if not targets:
         return
     counters = {counter.name: counter for counter in registry.counters()}
     stale = {name: scopes for name, scopes in targets.items() if name not in counters}
     gen_keys = [
-        keys.generation_key(namespace, scope)
+        (shard, keys.generation_key(namespace, shard, scope))
         for namespace, scopes in sorted(stale.items())
         for scope in sorted(scopes)
+        for shard in (keys.EVERY_SHARD if scope == keys.ALL else [keys.shard_of(scope, "")])
     ]
-    try:
-        epoch = entries.bump_generations(sorted(targets), gen_keys)
-    except CacheUnavailable:
-        # The entries may still be in Redis: bump the epoch before the next cache read.
-        breaker.needs_epoch_bump = True
+    # A shard not reached is marked: its epoch is bumped before its next read.
+    epochs = entries.bump_generations(sorted(targets), gen_keys)
+    if len(epochs) < keys.SHARDS:
         logger.warning("invalidation of %s deferred to an epoch bump", ", ".join(sorted(targets)))
-        return
     for namespace, scopes in stale.items():
         INVALIDATIONS.labels(namespace, cause).inc(len(scopes))
     for name in sorted(targets.keys() & counters.keys()):
-        refresh_counts(counters[name], targets[name], epoch)
+        refresh_counts(counters[name], targets[name], epochs)
 
 
-def refresh_counts(counter: counts.Counter, ids: set[str], epoch: str) -> None:
-    """Write the new counts of ``ids``; if that fails, make every stored count a miss."""
+def refresh_counts(counter: counts.Counter, ids: set[str], epochs: entries.Epochs) -> None:
+    """Write the new counts of ``ids`` into every shard's counts (each shard's entries read
+    their own copy); where that fails, make the shard's stored counts a miss."""
+    missed = set(keys.EVERY_SHARD) - epochs.keys()
     try:
-        _, reached = counts.refresh(counter, sorted(ids), epoch)
+        _, failed = counts.refresh(counter, sorted(ids), epochs, patient=True)
     except Exception:  # the database failed after the commit: the stored counts are old
         logger.exception("counts of %s not refreshed; bumping the epoch", counter.name)
-        try:
-            entries.bump_epoch()
-        except CacheUnavailable:
-            breaker.needs_epoch_bump = True
+        entries.bump_epoch()
         return
-    if not reached:
-        breaker.needs_epoch_bump = True
+    mark_stale(failed | missed)
+    if failed or missed:
         logger.warning("counts of %s not refreshed; deferred to an epoch bump", counter.name)
         return
     COUNT_UPDATES.labels(counter.name).inc(len(ids))

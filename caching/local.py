@@ -202,7 +202,7 @@ def _current() -> _Process | None:
 def _start(pool: ConnectionPool) -> _Process:
     from caching.registry import registry  # registry -> manager -> entries -> this module
 
-    prefixes = [keys.epoch_key(), keys.counter_key("")]
+    prefixes = [keys.epoch_prefix(), keys.counter_prefix()]
     prefixes += [keys.generation_prefix(m.namespace) for m in registry.all() if m.local]
     tier = LocalTier(settings.CACHE_L1_ENTRIES)
     streams = Streams(

@@ -32,7 +32,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import models
 
-from caching import counts, entries, keys, refresh
+from caching import counts, entries, keys, refresh, topology
 from caching.connection import CacheUnavailable
 from caching.counts import LiveCount
 from caching.entries import LEASE, PRESENT, Found, Frame, Slot, dumps
@@ -108,13 +108,15 @@ class CacheManager:
     def slot(self, params: Params) -> Slot:
         scope = keys.ALL if self.scope_param is None else str(params[self.scope_param])
         fragment = keys.params({name: params[name] for name in self.key_params})
+        shard = keys.shard_of(scope, fragment)
         return Slot(
             namespace=self.namespace,
-            scope_gen_key=keys.generation_key(self.namespace, scope),
-            key=keys.entry_key(self.namespace, self.version, scope, fragment),
+            shard=shard,
+            scope_gen_key=keys.generation_key(self.namespace, shard, scope),
+            key=keys.entry_key(self.namespace, self.version, shard, scope, fragment),
             counter_key=None
             if self.live_count is None
-            else keys.counter_key(self.live_count.counter.name),
+            else keys.counter_key(self.live_count.counter.name, shard),
             local=self.local,
         )
 
@@ -199,7 +201,8 @@ class CacheManager:
             entries.store(slot, found, frame, ttl_ms + settings.CACHE_STALE_GRACE * 1000)
             if self.live_count is not None and version is not None:
                 name = self.live_count.counter.name
-                entries.set_counts(name, found.epoch, version, dict(zip(ids, shown, strict=True)))
+                shown_counts = dict(zip(ids, shown, strict=True))
+                entries.set_counts(name, {slot.shard: found.epoch}, version, shown_counts)
         # Tagged even if the store was refused: a tag names one fill, and a later request
         # can only see it again if this very frame was stored.
         return served_from(slot, frame, shown)
@@ -215,7 +218,7 @@ class CacheManager:
         if None in shown:
             in_redis = list(zip(frame.ids, shown, strict=True))
             missing = [ident for ident, count in in_redis if count is None]
-            loaded, _ = counts.refresh(self.live_count.counter, missing, found.epoch)
+            loaded, _ = counts.refresh(self.live_count.counter, missing, {slot.shard: found.epoch})
             COUNT_LOADS.labels(self.live_count.counter.name).inc(len(missing))
             shown = [b"%d" % loaded[i] if count is None else count for i, count in in_redis]
         return served_from(slot, frame, cast(list[bytes], shown))
@@ -274,6 +277,8 @@ def read_behind(
     if not settings.CACHE_ENABLED:
         return None
     gate_slot, slot = gate.slot(gate_params), manager.slot(params)
+    if gate_slot.shard != slot.shard and settings.CACHE_REDIS_MODE == topology.CLUSTER:
+        return None  # one script call reaches one slot of a cluster
     try:
         found = entries.lookup(
             [gate_slot, slot], [PRESENT, LEASE], lease_ms=settings.CACHE_LEASE_MS

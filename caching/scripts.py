@@ -16,7 +16,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import NoScriptError
 
-from caching.connection import thread_connection
+from caching.connection import is_cluster, thread_connection
 
 # The stamp of the entry whose KEYS start after KEYS[k]: epoch, namespace generation and
 # scope generation, joined by '.' (a missing counter is 0). ``entries.stamp`` is the same
@@ -170,10 +170,10 @@ end
 return 1
 """
 
-# Claims the master a new connection reached (``caching.topology``): if the run id stored
-# under KEYS[1] is not this server's, the stored data were written on another server (this
-# is a promoted replica, or a restarted master): bump the epoch (KEYS[2]) and store this
-# server's id. Returns the id if it bumped, else 0.
+# Claims one shard for the master a new connection reached (``caching.topology``): if the
+# run id stored under KEYS[1] is not this server's, the shard's data were written on
+# another server (this is a promoted replica, or a restarted master): bump the shard's
+# epoch (KEYS[2]) and store this server's id. Returns the id if it bumped, else 0.
 CLAIM = """
 local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 if redis.call('GET', KEYS[1]) == id then return 0 end
@@ -192,11 +192,13 @@ return 0
 class Script:
     """A Lua script, run with ``EVALSHA`` (``EVAL`` once when Redis does not know it yet).
 
-    Scripts are the hot path of every cached read, so they skip redis-py's per-command
-    layers (pool checkout with argument checks, the retry wrapper, the observability
-    recorder: 10-25 % of a cache hit's CPU in the benchmark's profiles) and run on the
-    calling thread's own connection (``caching.connection.thread_connection``). Any error
-    closes that connection; the next call opens a new one.
+    Scripts are the hot path of every cached read, so on one Redis they skip redis-py's
+    per-command layers (pool checkout with argument checks, the retry wrapper, the
+    observability recorder: 10-25 % of a cache hit's CPU in the benchmark's profiles) and
+    run on the calling thread's own connection (``caching.connection.thread_connection``).
+    Any error closes that connection; the next call opens a new one. On a Redis Cluster
+    they go through the cluster client, which routes them by their keys' slot (one slot per
+    call, ``caching.keys``) and follows MOVED and ASK redirections while slots move.
     """
 
     def __init__(self, source: str) -> None:
@@ -204,6 +206,11 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if is_cluster(client):
+            try:
+                return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
         connection = thread_connection(client)
         try:
             connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
@@ -219,4 +226,3 @@ class Script:
 LOOKUP_SCRIPT = Script(LOOKUP)
 STORE_SCRIPT = Script(STORE)
 RELEASE_SCRIPT = Script(RELEASE)
-COUNT_SET_SCRIPT = Script(COUNT_SET)

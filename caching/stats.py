@@ -85,24 +85,26 @@ def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
         for batch in _scan_batches(client, keys.entry_pattern(namespace)):
             parsed = [(key, keys.entry_scope(namespace, key.decode())) for key in batch]
             entry_keys = [(key, found) for key, found in parsed if found is not None]
-            scopes = sorted({scope for _, (_, scope) in entry_keys})
+            shards = sorted({(shard, scope) for _, (_, shard, scope) in entry_keys})
             pipe = client.pipeline(transaction=False)
-            # The counters once per batch and scope, then each entry's head and size.
-            pipe.get(keys.epoch_key())
-            pipe.get(keys.generation_key(namespace))
-            for scope in scopes:
-                pipe.get(keys.generation_key(namespace, scope))
+            # The counters once per batch, shard and scope, then each entry's head and size.
+            for shard, scope in shards:
+                pipe.get(keys.epoch_key(shard))
+                pipe.get(keys.generation_key(namespace, shard))
+                pipe.get(keys.generation_key(namespace, shard, scope))
             for key, _ in entry_keys:
                 pipe.getrange(key, 0, 99)
                 pipe.memory_usage(key)
-            epoch, ns_gen, *rest = pipe.execute()
-            scope_gens = dict(zip(scopes, rest[: len(scopes)], strict=True))
-            replies = rest[len(scopes) :]
-            for n, (_, (version, scope)) in enumerate(entry_keys):
+            replies = pipe.execute()
+            stamps = {
+                where: entries.stamp(replies[n * 3 : n * 3 + 3]) for n, where in enumerate(shards)
+            }
+            replies = replies[len(shards) * 3 :]
+            for n, (_, (version, shard, scope)) in enumerate(entry_keys):
                 head, usage = replies[n * 2 : n * 2 + 2]
                 if not head or usage is None:  # expired between SCAN and now
                     continue
-                current_stamp = entries.stamp([epoch, ns_gen, scope_gens[scope]])
+                current_stamp = stamps[(shard, scope)]
                 if version == manager.version and Frame.stamp_in(head) == current_stamp:
                     current += 1
                 else:
@@ -125,9 +127,11 @@ def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
 
 
 def _scan_batches(client: Redis, pattern: str) -> Iterable[list[bytes]]:
-    cursor = 0
-    while True:
-        cursor, batch = client.scan(cursor, match=pattern, count=1000)
-        yield [key if isinstance(key, bytes) else key.encode() for key in batch]
-        if cursor == 0:
-            return
+    """The keys matching ``pattern``, 1,000 at a time (on a cluster, from every master)."""
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key if isinstance(key, bytes) else key.encode())
+        if len(batch) == 1000:
+            yield batch
+            batch = []
+    yield batch

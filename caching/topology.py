@@ -1,28 +1,40 @@
 """Which Redis the cache runs on, and what a connection to it checks first.
 
 ``CACHE_REDIS_MODE`` (``chainlearn/settings.py``) is ``standalone`` (one server at
-``REDIS_URL``) or ``sentinel`` (the master that the Sentinels at ``CACHE_REDIS_SENTINELS``
-name ``CACHE_REDIS_SERVICE``). In both, everything the cache does (entries, leases,
-generations, the epoch, live counts, rate limits, warming, the commands, the in-process
-tier's invalidation streams) goes to that one master; no read is ever sent to a replica.
+``REDIS_URL``), ``sentinel`` (the master that the Sentinels at ``CACHE_REDIS_SENTINELS``
+name ``CACHE_REDIS_SERVICE``) or ``cluster`` (a Redis Cluster, found from the seed nodes
+``CACHE_REDIS_NODES``). Everything the cache does (entries, leases, generations, epochs,
+live counts, rate limits, warming, the commands) goes to masters; no read is ever sent to
+a replica. On a cluster each call goes to the master of its keys' slot: the keys of one
+call share a shard's hash tag (``caching.keys``), and the client (redis-py's
+``RedisCluster``) follows MOVED and ASK while slots move. The in-process tier
+(``caching.local``) needs one server's invalidation stream and is off on a cluster.
 
 **A promoted replica serves nothing its old master had invalidated.** Replication is
 asynchronous: a master killed just after it acknowledged a generation bump may leave the
-replica that Sentinel promotes without that bump, and the replica still holds the entries
-the bump had invalidated. So in Sentinel mode every new connection to a master, before its
-first command, runs ``scripts.CLAIM``: the master's run id is compared with the one
-stored under ``keys.master_key()``. The first connection to a master stores it; a
+replica promoted in its place without that bump, still holding the entries the bump had
+invalidated. So every connection to a master, before its first command, runs
+``scripts.CLAIM`` once per shard: the server's run id is compared with the one stored
+under the shard's ``keys.master_key``. The first connection to a master stores it; a
 promoted replica holds its old master's, replicated, or none. If they differ, the script
-bumps the epoch and stores the new id, atomically, so every entry written before the
-change of master is a miss. A failover thus costs one epoch (the whole cache: under
-Sentinel there is one master), bumped by whichever connection reaches the new master
-first, and every process reaches it only through a new connection (Sentinel kills the
-clients of an old master it reconfigures). A restarted master gets a new run id too, so
-writes a restart lost are covered the same way.
+bumps the shard's epoch and stores the new id, atomically, so every entry of the shard
+written before the change of master is a miss. A shard the server does not serve (a
+cluster slot of another master) answers MOVED and is claimed by the connections to its
+own master. So a failover costs the epochs of the failed master's shards only: under
+Sentinel that is every shard, on a cluster one master's share, and the other masters'
+entries stay. It is bumped by whichever connection reaches the new master first; a
+restarted master gets a new run id too, so writes a restart lost are covered the same way.
+
+A connection opened while its server was a replica (the cluster client asks any node,
+replicas among them, for the slot map) claims nothing then; it claims before its first
+command once the server answers as a master. A slot moved by resharding carries its old
+master's id along: the next new connection to the new owner bumps that shard's epoch,
+which costs its entries and nothing else (``MIGRATE`` loses no write).
 
 What this does not cover: a network partition in which the old master stays reachable
-by app servers but not by the Sentinels, so that two masters take writes at once. Redis
-itself loses writes then; ``min-replicas-to-write`` on the master bounds that window.
+by app servers but not by the Sentinels (or the other cluster masters), so that two
+masters take writes at once. Redis itself loses writes then; ``min-replicas-to-write``
+on the master bounds that window.
 """
 
 from __future__ import annotations
@@ -31,50 +43,107 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django_redis.pool import SentinelConnectionFactory
-from redis import ConnectionPool
+from django_redis.pool import ConnectionFactory, SentinelConnectionFactory
+from redis import Connection, ConnectionPool
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AskError
 from redis.sentinel import SentinelManagedConnection
 
 logger = logging.getLogger("caching")
 
 STANDALONE = "standalone"
 SENTINEL = "sentinel"
-MODES = (STANDALONE, SENTINEL)
+CLUSTER = "cluster"
+MODES = (STANDALONE, SENTINEL, CLUSTER)
 
-# The django-redis options only Sentinel mode sets (``caches``).
-SENTINEL_OPTIONS = ("CONNECTION_FACTORY", "SENTINELS", "SENTINEL_KWARGS", "PASSWORD")
+# The django-redis options only the Sentinel or cluster mode sets (``caches``).
+MODE_OPTIONS = ("CONNECTION_FACTORY", "SENTINELS", "SENTINEL_KWARGS", "PASSWORD", "NODES")
 
 
-def claim(run: Callable[..., Any]) -> bool:
-    """Run ``scripts.CLAIM`` through ``run`` (a command runner on one connection), one round
-    trip; True if it bumped the epoch."""
+def claim(connection: Connection) -> bool:
+    """Claim every shard this connection's server serves (``scripts.CLAIM``, pipelined: one
+    round trip). False, with nothing claimed, if the server is a replica."""
     # Both read the settings that chainlearn.settings, which imports this module, builds.
     from caching import keys
     from caching.scripts import CLAIM
 
-    bumped = run("EVAL", CLAIM, 2, keys.master_key(), keys.epoch_key())
+    commands: list[tuple[Any, ...]] = [("ROLE",)]
+    commands += [
+        ("EVAL", CLAIM, 2, keys.master_key(shard), keys.epoch_key(shard))
+        for shard in keys.EVERY_SHARD
+    ]
+    connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+    role = connection.read_response()
+    bumped = []
+    for shard in keys.EVERY_SHARD:
+        try:
+            if connection.read_response():
+                bumped.append(shard)
+        except AskError:  # MOVED or ASK: another master's shard (or a replica's answer)
+            continue
     if bumped:
-        logger.warning("cache epoch bumped: connected to a new master (run id %s)", bumped)
-    return bool(bumped)
+        logger.warning("cache epoch bumped: connected to a new master (shards %s)", bumped)
+    return bool(role) and role[0] == b"master"
 
 
-class ClaimingConnection(SentinelManagedConnection):
-    """A connection to the master Sentinel names that claims it before its first command."""
+class Claims(Connection):
+    """A connection that claims its server's shards before its first command, or before
+    the first command after its server, a replica when it connected, became a master."""
+
+    claimed = False
+    _claiming = False
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
         super().on_connect_check_health(check_health)
-        claim(self._run)
+        self._claim()
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        # redis-py connects an unconnected connection here without asking Sentinel (to the
-        # service name as a host); the pool connects first, a thread's own connection not.
-        if not self._sock:
+        if not self._sock:  # (un)connected at once, as the pool would, so the claim runs
             self.connect()
+        elif not self.claimed and not self._claiming:
+            self._claim()
         super().send_packed_command(command, check_health)
 
-    def _run(self, *command: Any) -> Any:
-        self.send_command(*command)
-        return self.read_response()
+    def _claim(self) -> None:
+        self._claiming = True
+        try:
+            self.claimed = claim(self)
+        finally:
+            self._claiming = False
+
+
+class ClaimingConnection(Claims, SentinelManagedConnection):
+    """A connection to the master Sentinel names that claims it before its first command."""
+
+
+class ClusterFactory(ConnectionFactory):  # type: ignore[type-arg]
+    """django-redis's connection factory for a Redis Cluster: one ``RedisCluster`` per
+    process and seed list, whose connections claim their master's shards."""
+
+    _clusters: dict[str, RedisCluster] = {}
+
+    def connect(self, url: str) -> RedisCluster:
+        nodes = self.options["NODES"]
+        key = ",".join(f"{host}:{port}" for host, port in nodes)
+        if key not in self._clusters:
+            pool_kwargs = dict(self.options.get("CONNECTION_POOL_KWARGS") or {})
+            host, port = nodes[0]
+            self._clusters[key] = RedisCluster(
+                # Given a URL, the client makes its node pools from these options, the
+                # connection class among them.
+                url=f"redis://{host}:{port}/0",
+                startup_nodes=[ClusterNode(host, port) for host, port in nodes[1:]],
+                socket_timeout=self.options["SOCKET_TIMEOUT"],
+                socket_connect_timeout=self.options["SOCKET_CONNECT_TIMEOUT"],
+                password=self.options.get("PASSWORD"),
+                max_connections=pool_kwargs.get("max_connections"),
+                connection_class=Claims,
+                retry=pool_kwargs.get("retry"),
+            )
+        return self._clusters[key]
+
+    def disconnect(self, connection: Any) -> None:
+        connection.disconnect_connection_pools()
 
 
 class SentinelFactory(SentinelConnectionFactory):
@@ -111,17 +180,35 @@ def address(pool: ConnectionPool) -> Callable[[], Mapping[str, Any]]:
     return current
 
 
+def invalidation_patience_ms(mode: str) -> int:
+    """How long, by default, a write's invalidation keeps trying while Redis fails over:
+    one standalone server has no replica to wait for; a promotion takes a few seconds."""
+    return 0 if mode == STANDALONE else 3000
+
+
 def caches(mode: str, options: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """``CACHES['default']`` for ``mode``: ``options`` are the django-redis options every
     mode shares (timeouts, retries, serializer); ``env`` holds the mode's own settings."""
     if mode == STANDALONE:
         return {"LOCATION": env["REDIS_URL"], "OPTIONS": options}
+    if mode == CLUSTER:
+        nodes = _addresses(env, "CACHE_REDIS_NODES")
+        host, port = nodes[0]
+        return {
+            "LOCATION": f"redis://{host}:{port}/0",
+            "OPTIONS": {
+                **options,
+                "CONNECTION_FACTORY": "caching.topology.ClusterFactory",
+                "NODES": nodes,
+                "PASSWORD": env.get("CACHE_REDIS_PASSWORD") or None,
+            },
+        }
     if mode != SENTINEL:
         raise ValueError(f"CACHE_REDIS_MODE must be one of {', '.join(MODES)}, not {mode!r}")
-    listed, service = env.get("CACHE_REDIS_SENTINELS", ""), env.get("CACHE_REDIS_SERVICE", "")
-    if not listed.strip() or not service:
+    if not env.get("CACHE_REDIS_SERVICE"):
         raise ValueError("sentinel mode needs CACHE_REDIS_SENTINELS and CACHE_REDIS_SERVICE")
-    sentinels = [_host_port(item) for item in listed.split(",")]
+    service = env["CACHE_REDIS_SERVICE"]
+    sentinels = _addresses(env, "CACHE_REDIS_SENTINELS")
     timeouts = {
         "socket_timeout": options["SOCKET_TIMEOUT"],
         "socket_connect_timeout": options["SOCKET_CONNECT_TIMEOUT"],
@@ -139,8 +226,15 @@ def caches(mode: str, options: dict[str, Any], env: Mapping[str, str]) -> dict[s
     }
 
 
-def _host_port(item: str) -> tuple[str, int]:
-    host, _, port = item.strip().rpartition(":")
-    if not host or not port.isdigit():
-        raise ValueError(f"CACHE_REDIS_SENTINELS: {item!r} is not host:port")
-    return host, int(port)
+def _addresses(env: Mapping[str, str], name: str) -> list[tuple[str, int]]:
+    """The ``host:port,...`` list in ``env[name]``."""
+    listed = env.get(name, "")
+    if not listed.strip():
+        raise ValueError(f"{name} is needed: host:port,host:port,...")
+    found = []
+    for item in listed.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"{name}: {item!r} is not host:port")
+        found.append((host, int(port)))
+    return found

@@ -153,18 +153,27 @@ CACHE_FAST_PATH = env_bool("CACHE_FAST_PATH", True)
 # The module that declares the cache managers (the invalidation matrix), and the key prefix.
 CACHE_MANAGERS_MODULE = "chainlearn.caches"
 CACHE_KEY_PREFIX = "chainlearn"
-# The in-process tier (caching/local.py): on by default; at most CACHE_L1_ENTRIES entries
-# per process; a held entry is served only once the invalidation stream has drained past
-# the request, which a read waits for at most CACHE_L1_SYNC_MS before going to Redis.
-CACHE_L1 = env_bool("CACHE_L1", True)
 CACHE_L1_ENTRIES = env_int("CACHE_L1_ENTRIES", 5000)
 CACHE_L1_SYNC_MS = env_int("CACHE_L1_SYNC_MS", 50)
 # Cache calls sit on the request path: tight timeouts and no retries (caching.md, property 7).
 CACHE_SOCKET_TIMEOUT = env_float("CACHE_SOCKET_TIMEOUT", 0.05)
-# Which Redis the cache uses (caching/topology.py): "standalone" (REDIS_URL) or "sentinel"
+# Which Redis the cache uses (caching/topology.py): "standalone" (REDIS_URL), "sentinel"
 # (CACHE_REDIS_SENTINELS=host:port,..., CACHE_REDIS_SERVICE, optional CACHE_REDIS_DB,
-# CACHE_REDIS_PASSWORD, CACHE_REDIS_SENTINEL_PASSWORD). Redis Cluster is not supported yet.
+# CACHE_REDIS_PASSWORD, CACHE_REDIS_SENTINEL_PASSWORD) or "cluster" (seed nodes
+# CACHE_REDIS_NODES=host:port,..., optional CACHE_REDIS_PASSWORD).
 CACHE_REDIS_MODE = os.environ.get("CACHE_REDIS_MODE", "standalone")
+# The in-process tier (caching/local.py): on by default; at most CACHE_L1_ENTRIES entries
+# per process; a held entry is served only once the invalidation stream has drained past
+# the request, which a read waits for at most CACHE_L1_SYNC_MS before going to Redis. Not
+# on a Redis Cluster: the stream is one server's (caching/topology.py).
+CACHE_L1 = env_bool("CACHE_L1", CACHE_REDIS_MODE != topology.CLUSTER)
+if CACHE_L1 and CACHE_REDIS_MODE == topology.CLUSTER:
+    raise ImproperlyConfigured("CACHE_L1 needs one Redis server: set it false with a cluster")
+# How long a write's invalidation keeps trying while Redis fails over (a replica being
+# promoted) before it gives up and leaves the shards to an epoch bump (caching/connection.py).
+CACHE_INVALIDATION_PATIENCE_MS = env_int(
+    "CACHE_INVALIDATION_PATIENCE_MS", topology.invalidation_patience_ms(CACHE_REDIS_MODE)
+)
 try:
     _cache_location = topology.caches(
         CACHE_REDIS_MODE,

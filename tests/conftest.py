@@ -21,13 +21,15 @@ from users.models import User
 def empty_cache() -> Iterator[None]:
     from django.conf import settings
 
-    from caching import connection, refresh, topology
+    from caching import connection, keys, refresh, topology
+    from caching.scripts import CLAIM
 
     client = get_redis_connection("default")
-    client.flushdb()
-    if settings.CACHE_REDIS_MODE == topology.SENTINEL:
-        topology.claim(client.execute_command)  # as the connections made before the flush did
-    connection.breaker.reset()
+    client.flushdb()  # on a cluster, on every master
+    if settings.CACHE_REDIS_MODE != topology.STANDALONE:
+        for shard in keys.EVERY_SHARD:  # as the connections made before the flush did
+            client.execute_command("EVAL", CLAIM, 2, keys.master_key(shard), keys.epoch_key(shard))
+    connection.reset_breakers()
     yield
     refresh.stop()  # background reloads done, their database connections closed
 
@@ -68,16 +70,17 @@ def use_redis(settings: Any) -> Iterator[Any]:
 
     def point(url: str, mode: str = topology.STANDALONE, **env: str) -> None:
         options = settings.CACHES["default"]["OPTIONS"]
-        shared = {k: v for k, v in options.items() if k not in topology.SENTINEL_OPTIONS}
+        shared = {k: v for k, v in options.items() if k not in topology.MODE_OPTIONS}
         where = topology.caches(mode, shared, {"REDIS_URL": url, **env})
         settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], **where}}
         settings.CACHE_REDIS_MODE = mode
+        settings.CACHE_INVALIDATION_PATIENCE_MS = topology.invalidation_patience_ms(mode)
         connection.reset_client()
-        connection.breaker.reset()
+        connection.reset_breakers()
 
     yield point
     connection.reset_client()
-    connection.breaker.reset()
+    connection.reset_breakers()
 
 
 @pytest.fixture
@@ -117,5 +120,18 @@ def private_sentinels(use_redis: Any) -> Iterator[Any]:
         CACHE_REDIS_SENTINELS=setup.addresses,
         CACHE_REDIS_SERVICE=setup.SERVICE,
     )
+    yield setup
+    setup.cleanup()
+
+
+@pytest.fixture
+def private_cluster(use_redis: Any, settings: Any) -> Iterator[Any]:
+    """A private Redis Cluster (3 masters, 3 replicas), and the caching layer on it."""
+    from tests.redis_server import ClusterSetup
+
+    setup = ClusterSetup()
+    setup.start()
+    settings.CACHE_L1 = False  # one server's invalidation stream (caching.topology)
+    use_redis("", "cluster", CACHE_REDIS_NODES=setup.addresses())
     yield setup
     setup.cleanup()

@@ -97,3 +97,44 @@ def revalidated(client: Client, path: str) -> Any:
     assert sent is None or etag != sent[0], "a 200 for the ETag the client already had"
     last[path] = (etag, body) if etag else None
     return body
+
+
+def redis_keys(client: Any, pattern: str) -> list[bytes]:
+    """The keys matching ``pattern``, sorted; on a Redis Cluster, from every master (where
+    ``KEYS`` would ask one node)."""
+    return sorted(client.scan_iter(match=pattern, count=1000))
+
+
+def command_calls(client: Any) -> dict[str, int]:
+    """Calls per command since the last ``reset_command_stats`` (``INFO commandstats``); on
+    a Redis Cluster, summed over the masters."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        per_node = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES).values()
+    else:
+        per_node = [client.info("commandstats")]
+    calls: dict[str, int] = {}
+    for stats in per_node:
+        for name, value in stats.items():
+            command = name.removeprefix("cmdstat_")
+            calls[command] = calls.get(command, 0) + int(value["calls"])
+    return calls
+
+
+def reset_command_stats(client: Any) -> None:
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        client.config_resetstat()
+
+
+def key_count(client: Any) -> int:
+    """How many keys Redis holds (``DBSIZE``); on a Redis Cluster, over the masters."""
+    from redis.cluster import RedisCluster
+
+    if isinstance(client, RedisCluster):
+        return int(client.dbsize(target_nodes=RedisCluster.PRIMARIES))  # summed
+    return int(client.dbsize())

@@ -5,6 +5,7 @@ import pytest
 
 from tests.conftest import client_for
 from tests.factories import UserFactory, course_with_modules, learner_with_history
+from tests.helpers import redis_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,10 +43,10 @@ def test_per_user_entries_never_cross_users(two_learners, redis_client):
     assert bob_views["/api/v1/credentials"] == []
     per_user_keys = [
         k.decode()
-        for k in redis_client.keys("chainlearn:*:v*")
+        for k in redis_keys(redis_client, "chainlearn:*:v*")
         if not k.endswith(b":lease") and b"courses:" not in k and b"users:principal" not in k
     ]
-    assert {key.split(":")[4] for key in per_user_keys} == {str(alice.id), str(bob.id)}
+    assert {key.split(":")[5] for key in per_user_keys} == {str(alice.id), str(bob.id)}
 
 
 def test_shared_entries_hold_nothing_per_user(two_learners, redis_client, api):
@@ -53,7 +54,7 @@ def test_shared_entries_hold_nothing_per_user(two_learners, redis_client, api):
     assert client_for(alice).get("/api/v1/courses").json()["data"][0]["isEnrolled"] is True
     assert client_for(bob).get("/api/v1/courses").json()["data"][0]["isEnrolled"] is False
     assert api.get(f"/api/v1/courses/{course.id}").json()["data"]["isEnrolled"] is False
-    for key in redis_client.keys("chainlearn:courses:*:v*"):
+    for key in redis_keys(redis_client, "chainlearn:courses:*:v*"):
         if key.endswith(b":lease"):
             continue
         payload = redis_client.get(key)

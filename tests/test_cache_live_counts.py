@@ -54,14 +54,16 @@ def cached(api, course, django_assert_num_queries):
 def entries_stay_warm(redis_client, course):
     """Asserts that nothing in the block invalidated or refilled a list or detail entry."""
     generations = [
-        keys.generation_key("courses:list"),
-        keys.generation_key("courses:detail"),
-        keys.generation_key("courses:detail", str(course.id)),
+        keys.generation_key(namespace, shard)
+        for namespace in ("courses:list", "courses:detail")
+        for shard in keys.EVERY_SHARD
     ]
-    before = redis_client.mget(generations)
+    shard = keys.shard_of(str(course.id), "")
+    generations.append(keys.generation_key("courses:detail", shard, str(course.id)))
+    before = [redis_client.get(key) for key in generations]
     fills = {ns: CacheCounts(ns) for ns in ("courses:list", "courses:detail")}
     yield
-    assert redis_client.mget(generations) == before
+    assert [redis_client.get(key) for key in generations] == before
     assert {ns: c.now()["fills"] for ns, c in fills.items()} == {ns: 0 for ns in fills}
 
 
@@ -163,7 +165,8 @@ def test_a_count_missing_from_redis_is_read_once_then_served_from_redis(
 ):
     EnrollmentFactory(course=course)
     assert shown(api, course) == 1
-    redis_client.delete(keys.counter_key(enrolled_counts.name))  # evicted, or Redis restarted
+    # evicted, or Redis restarted
+    redis_client.delete(keys.counter_key(enrolled_counts.name, detail_shard(course)))
     loads = count_loads()
 
     with django_assert_num_queries(2):  # the count's version, the count
@@ -208,11 +211,11 @@ def test_a_slow_refresh_never_overwrites_a_newer_count(
         return found
 
     monkeypatch.setattr(counts, "read", read)
-    epoch = redis_epoch()
+    epochs = {shard: redis_epoch(shard) for shard in keys.EVERY_SHARD}
 
     def refresh():
         try:
-            invalidation.refresh_counts(enrolled_counts, {str(course.id)}, epoch)
+            invalidation.refresh_counts(enrolled_counts, {str(course.id)}, epochs)
         finally:
             connection.close()
 
@@ -227,17 +230,24 @@ def test_a_slow_refresh_never_overwrites_a_newer_count(
 
 
 def test_a_refresh_that_read_an_older_epoch_writes_nothing(redis_client, course):
-    epoch = redis_epoch()
+    shard = detail_shard(course)
+    epoch = redis_epoch(shard)
     entries.bump_epoch()
 
-    assert entries.set_counts(enrolled_counts.name, epoch, 10**9, {str(course.id): 7}) is False
-    assert redis_client.hget(keys.counter_key(enrolled_counts.name), str(course.id)) is None
+    counts = {str(course.id): 7}
+    assert entries.set_counts(enrolled_counts.name, {shard: epoch}, 10**9, counts) == set()
+    assert redis_client.hget(keys.counter_key(enrolled_counts.name, shard), str(course.id)) is None
 
 
-def redis_epoch():
+def detail_shard(course):
+    """The shard of the course's detail entry, whose counts hash it reads."""
+    return keys.shard_of(str(course.id), "")
+
+
+def redis_epoch(shard):
     from caching.connection import redis_client
 
-    return (redis_client().get(keys.epoch_key()) or b"0").decode()
+    return (redis_client().get(keys.epoch_key(shard)) or b"0").decode()
 
 
 def test_an_epoch_bump_empties_the_counts_but_not_their_versions(
@@ -246,12 +256,13 @@ def test_an_epoch_bump_empties_the_counts_but_not_their_versions(
     """A refresh whose version predates a count wiped by an epoch bump is still refused:
     otherwise its older count would fill the emptied field."""
     EnrollmentFactory(course=course)  # its refresh stored count 1 under a fresh version
-    counter = keys.counter_key(enrolled_counts.name)
+    shard = detail_shard(course)
+    counter = keys.counter_key(enrolled_counts.name, shard)
     assert redis_client.hget(counter, str(course.id)) == b"1"
     entries.bump_epoch()
-    epoch = redis_epoch()
+    epoch = redis_epoch(shard)
 
-    assert entries.set_counts(enrolled_counts.name, epoch, 1, {str(course.id): 0}) is True
+    assert entries.set_counts(enrolled_counts.name, {shard: epoch}, 1, {str(course.id): 0}) == set()
     assert redis_client.hget(counter, str(course.id)) is None  # emptied, and 0 refused
     assert redis_client.hget(counter, "~epoch") == epoch.encode()
     assert shown(api, course) == 1  # read again from the database under a newer version

@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from caching import entries, keys, local
 from caching.local import Held, LocalTier
 from caching.tracking import Streams
+from chainlearn.caches import course_detail_cache, course_list_cache
 from courses.models import Course
 from tests.factories import course_with_modules
 
@@ -103,7 +104,8 @@ def test_a_change_made_by_another_client_is_never_served_from_the_tier(api, cour
     connected_stream()
     for _ in range(3):
         api.get(LIST)
-    gen = keys.generation_key("courses:list")
+    page = course_list_cache.slot({"difficulty": None, "page": 1, "limit": 20})
+    gen = keys.generation_key("courses:list", page.shard)
     for round_ in range(200):
         assert hold(api, LIST).status_code == 200
         redis_client.incr(gen)  # what an invalidation on another host does
@@ -207,7 +209,7 @@ def test_a_frozen_redis_stops_the_tier_and_a_change_made_meanwhile_is_not_served
     client = redis.Redis.from_url(private_redis.url)
     hold(api, f"/api/v1/courses/{course.id}")
     assert len(tier()) == 1
-    gen = keys.generation_key("courses:detail", str(course.id))
+    gen = course_detail_cache.slot({"course_id": course.id}).scope_gen_key
     private_redis.pause()
     try:
         unsynced = l1("courses:detail", "unsynced")

@@ -7,7 +7,7 @@ import time
 import pytest
 from redis.connection import AbstractConnection
 
-from caching import connection
+from caching import connection, keys
 from tests.conftest import client_for
 from tests.factories import course_with_modules, learner_with_history
 from tests.redis_server import free_port
@@ -137,9 +137,10 @@ def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
     finally:
         private_redis.resume()
     assert connection.breaker.state == connection.breaker.CLOSED  # one failure: still closed
-    assert connection.breaker.needs_epoch_bump is True
+    # The course's shards (list pages: every shard; its detail: its own) are to be bumped.
+    assert connection.stale_shards() == set(keys.EVERY_SHARD)
     assert client.get(path).json()["data"]["title"] == "One lost bump"
-    assert connection.breaker.needs_epoch_bump is False
+    assert keys.shard_of(str(course.id), "") not in connection.stale_shards()
 
 
 def test_write_in_a_process_whose_breaker_is_open_still_invalidates(world, api):

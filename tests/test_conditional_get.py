@@ -7,6 +7,7 @@ from prometheus_client import REGISTRY
 
 from tests.conftest import client_for
 from tests.factories import UserFactory, course_with_modules, learner_with_history
+from tests.helpers import command_calls, reset_command_stats
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +23,7 @@ def not_modified(namespace):
 
 
 def evalsha_calls(redis_client):
-    return int(redis_client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    return command_calls(redis_client).get("evalsha", 0)
 
 
 @pytest.mark.parametrize("fast_path", [True, False])
@@ -42,7 +43,7 @@ def test_anonymous_read_revalidates_with_a_304_and_no_sql(
         assert first["Cache-Control"] == "no-cache"
         assert "Authorization" in [v.strip() for v in first["Vary"].split(",")]
         counted = not_modified(namespace)
-        redis_client.config_resetstat()
+        reset_command_stats(redis_client)
 
         with django_assert_num_queries(0):
             again = api.get(path, HTTP_IF_NONE_MATCH=etag)
