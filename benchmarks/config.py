@@ -152,8 +152,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modes",
         default=",".join(d.modes),
-        help="cached,uncached,nofast,nol1 (order is run order; nofast: CACHE_FAST_PATH=false; "
-        "nol1: CACHE_L1=false)",
+        help="cached,uncached,nofast,nol1,routed (order is run order; nofast: "
+        "CACHE_FAST_PATH=false; nol1: CACHE_L1=false; routed: CACHE_CLUSTER_DIRECT=false)",
     )
     p.add_argument(
         "--endpoints",

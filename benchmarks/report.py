@@ -152,7 +152,7 @@ def _table(results: dict[str, Any]) -> list[str]:
     ]
     names = list(next(iter(runs.values())).keys()) if runs else []
     for name in names:
-        for mode in ("cached", "nol1", "nofast", "uncached"):
+        for mode in ("cached", "nol1", "nofast", "routed", "uncached"):
             run = runs.get(mode, {}).get(name)
             if run is None:
                 continue

@@ -190,14 +190,17 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-# The server modes: (CACHE_ENABLED, CACHE_FAST_PATH, CACHE_L1, port offset). ``nofast`` is
-# the cache without the hot reads' short-circuit in front of DRF (``chainlearn.hot_reads``);
-# ``nol1`` is the cache without its in-process tier (``caching.local``): Redis on every read.
+# The server modes: (CACHE_ENABLED, CACHE_FAST_PATH, CACHE_L1, CACHE_CLUSTER_DIRECT, port
+# offset). ``nofast`` is the cache without the hot reads' short-circuit in front of DRF
+# (``chainlearn.hot_reads``); ``nol1`` is the cache without its in-process tier
+# (``caching.local``): Redis on every read; ``routed`` (on a cluster) sends the scripts
+# through redis-py's cluster client instead of each thread's own connection to a master.
 MODES = {
-    "cached": (True, True, True, 0),
-    "uncached": (False, True, True, 1),
-    "nofast": (True, False, True, 2),
-    "nol1": (True, True, False, 3),
+    "cached": (True, True, True, True, 0),
+    "uncached": (False, True, True, True, 1),
+    "nofast": (True, False, True, True, 2),
+    "nol1": (True, True, False, True, 3),
+    "routed": (True, True, True, False, 4),
 }
 
 
@@ -220,7 +223,7 @@ class Server:
         self.config = config
         self.mode = mode
         self.root = root
-        self.cache_enabled, self.fast_path, self.l1, offset = MODES[mode]
+        self.cache_enabled, self.fast_path, self.l1, self.direct, offset = MODES[mode]
         # The servers run side by side (only one is under load at a time).
         self.port = config.app_port + offset
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -248,6 +251,7 @@ class Server:
             CACHE_FAST_PATH="true" if self.fast_path else "false",
             # A cluster has no in-process tier (the settings refuse CACHE_L1 there).
             CACHE_L1="true" if self.l1 and not self.config.cluster_nodes else "false",
+            CACHE_CLUSTER_DIRECT="true" if self.direct else "false",
             CACHE_WARM_ON_START="true",
             LOG_LEVEL="WARNING",
             # The checkout's own packages before the editable install's (this checkout).

@@ -128,13 +128,13 @@ def reset_breakers() -> None:
         _stale.clear()
 
 
-class _ThreadConnection(threading.local):
-    connection: Connection | None = None
-    pool: ConnectionPool | None = None
-    pid = 0
+class _ThreadConnections(threading.local):
+    def __init__(self) -> None:
+        self.by_pool: dict[int, tuple[ConnectionPool, Connection]] = {}
+        self.pid = 0
 
 
-_mine = _ThreadConnection()
+_mine = _ThreadConnections()
 _opened: weakref.WeakSet[Connection] = weakref.WeakSet()
 _client: Redis | None = None
 
@@ -150,15 +150,22 @@ def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
 
-def thread_connection(client: Redis) -> Connection:
-    """This thread's own connection, made with the options of ``client``'s pool (timeouts,
-    no retries): scripts run on it without a pool checkout per call."""
-    pool = client.connection_pool
-    if _mine.connection is None or _mine.pool is not pool or _mine.pid != os.getpid():
-        _mine.connection = pool.connection_class(**pool.connection_kwargs)
-        _mine.pool, _mine.pid = pool, os.getpid()
-        _opened.add(_mine.connection)
-    return _mine.connection
+def thread_connection(client: Redis, key: str) -> Connection:
+    """This thread's own connection to the server of ``key`` (on a cluster, the master of
+    its slot in the client's slot map), made with the options of that server's pool
+    (timeouts, no retries): scripts run on it without a pool checkout per call."""
+    if isinstance(client, RedisCluster):
+        node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+        pool = client.get_redis_connection(node).connection_pool
+    else:
+        pool = client.connection_pool
+    if _mine.pid != os.getpid():
+        _mine.by_pool, _mine.pid = {}, os.getpid()
+    held = _mine.by_pool.get(id(pool))
+    if held is None or held[0] is not pool:
+        held = _mine.by_pool[id(pool)] = (pool, pool.connection_class(**pool.connection_kwargs))
+        _opened.add(held[1])
+    return held[1]
 
 
 def reset_client() -> None:

@@ -72,7 +72,7 @@ STREAM_SYNC_SECONDS = Histogram(
 )
 BREAKER_OPEN = Gauge(
     "cache_breaker_open",
-    "1 while a worker's Redis circuit breaker is open.",
+    "1 while any of a worker's Redis circuit breakers (one per Redis node) is open.",
     multiprocess_mode="livemax",
 )
 

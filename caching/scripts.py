@@ -13,8 +13,9 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from redis import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ConnectionError, NoScriptError, TimeoutError
 
 from caching.connection import is_cluster, thread_connection
 
@@ -192,13 +193,16 @@ return 0
 class Script:
     """A Lua script, run with ``EVALSHA`` (``EVAL`` once when Redis does not know it yet).
 
-    Scripts are the hot path of every cached read, so on one Redis they skip redis-py's
-    per-command layers (pool checkout with argument checks, the retry wrapper, the
-    observability recorder: 10-25 % of a cache hit's CPU in the benchmark's profiles) and
-    run on the calling thread's own connection (``caching.connection.thread_connection``).
-    Any error closes that connection; the next call opens a new one. On a Redis Cluster
-    they go through the cluster client, which routes them by their keys' slot (one slot per
-    call, ``caching.keys``) and follows MOVED and ASK redirections while slots move.
+    Scripts are the hot path of every cached read, so they skip redis-py's per-command
+    layers (pool checkout with argument checks, the retry wrapper, the observability
+    recorder, and on a cluster the command routing: 10-25 % of a cache hit's CPU in the
+    benchmark's profiles) and run on the calling thread's own connection to the server
+    of their keys (``caching.connection.thread_connection``; one slot per call on a
+    cluster, ``caching.keys``). Any error closes that connection; the next call opens a
+    new one. On a cluster, a call answered MOVED or ASK (slots moving), or that lost its
+    server, is sent again through the cluster client, which follows the redirection or
+    refreshes its slot map (a promoted replica); ``CACHE_CLUSTER_DIRECT=false`` sends
+    every call that way.
     """
 
     def __init__(self, source: str) -> None:
@@ -206,21 +210,30 @@ class Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
     def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        if is_cluster(client):
-            try:
-                return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            except NoScriptError:
-                return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
-        connection = thread_connection(client)
+        cluster = is_cluster(client)
+        if cluster and not settings.CACHE_CLUSTER_DIRECT:
+            return self._routed(client, keys, args)
+        connection = thread_connection(client, keys[0])
         try:
             connection.send_command("EVALSHA", self.sha, len(keys), *keys, *args)
-            return connection.read_response()
-        except NoScriptError:
-            connection.send_command("EVAL", self.source, len(keys), *keys, *args)
-            return connection.read_response()
-        except BaseException:
+            try:
+                return connection.read_response()
+            except NoScriptError:
+                connection.send_command("EVAL", self.source, len(keys), *keys, *args)
+                return connection.read_response()
+        except AskError:  # MOVED or ASK: only a cluster answers so
+            return self._routed(client, keys, args)
+        except BaseException as exc:
             connection.disconnect()
+            if cluster and isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+                return self._routed(client, keys, args)
             raise
+
+    def _routed(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
 
 LOOKUP_SCRIPT = Script(LOOKUP)

@@ -169,6 +169,10 @@ CACHE_REDIS_MODE = os.environ.get("CACHE_REDIS_MODE", "standalone")
 CACHE_L1 = env_bool("CACHE_L1", CACHE_REDIS_MODE != topology.CLUSTER)
 if CACHE_L1 and CACHE_REDIS_MODE == topology.CLUSTER:
     raise ImproperlyConfigured("CACHE_L1 needs one Redis server: set it false with a cluster")
+# On a cluster, scripts run on each thread's own connection to the master of their slot
+# (caching/scripts.py); false sends them through redis-py's cluster client (the benchmark's
+# "routed" mode measures the difference).
+CACHE_CLUSTER_DIRECT = env_bool("CACHE_CLUSTER_DIRECT", True)
 # How long a write's invalidation keeps trying while Redis fails over (a replica being
 # promoted) before it gives up and leaves the shards to an epoch bump (caching/connection.py).
 CACHE_INVALIDATION_PATIENCE_MS = env_int(
