@@ -270,3 +270,18 @@ def test_the_in_process_tier_is_refused_on_a_cluster():
     assert refused.returncode != 0
     assert b"CACHE_L1 needs one Redis server" in refused.stderr
     assert subprocess.run(check, env=env, capture_output=True).returncode == 0  # off by default
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_scripts_reach_the_master_of_their_slot_either_way(private_cluster, api, settings, direct):
+    """On each thread's own connection to the slot's master, or through the cluster client
+    (``CACHE_CLUSTER_DIRECT``): a hit either way, with no SQL."""
+    settings.CACHE_CLUSTER_DIRECT = direct
+    course = CourseFactory(title="Either way")
+    path = f"/api/v1/courses/{course.id}"
+    assert title(api, path) == "Either way"
+    with CaptureQueriesContext(db_connection) as queries:
+        assert title(api, path) == "Either way"
+    assert not queries.captured_queries
+    Course.objects.filter(pk=course.pk).update(title="Changed")
+    assert title(api, path) == "Changed"
