@@ -114,10 +114,11 @@ def breakers_for(shards: Collection[int] | None) -> list[CircuitBreaker]:
     if shards is None:
         return [breaker]
     nodes = {_node_of(shard) for shard in shards}
-    with _breakers_lock:
-        for node in nodes - _breakers.keys():
-            _breakers[node] = _breaker(node)
-        return [_breakers[node] for node in sorted(nodes)]
+    if not nodes <= _breakers.keys():  # a node not seen before (read without the lock)
+        with _breakers_lock:
+            for node in nodes - _breakers.keys():
+                _breakers[node] = _breaker(node)
+    return [_breakers[node] for node in sorted(nodes)]
 
 
 def reset_breakers() -> None:
