@@ -98,7 +98,7 @@ class Claims(Connection):
         self._claim()
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        if not self._sock:  # (un)connected at once, as the pool would, so the claim runs
+        if not self._sock:  # not connected yet: connect first, as a pool would, so it claims
             self.connect()
         elif not self.claimed and not self._claiming:
             self._claim()
