@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from django.conf import settings
 from django_redis import get_redis_connection
@@ -77,7 +77,8 @@ def _breaker(node: str) -> CircuitBreaker:
         if is_open:
             mark_stale(_shards_of(node))
         BREAKER_OPEN.set(1 if any(b.state != b.CLOSED for b in _breakers.values()) else 0)
-        logger.warning("cache circuit breaker %s%s", "opened" if is_open else "closed", node)
+        where = f" for {node}" if node else ""
+        logger.warning("cache circuit breaker %s%s", "opened" if is_open else "closed", where)
 
     return CircuitBreaker(
         threshold=settings.CACHE_BREAKER_THRESHOLD,
@@ -95,10 +96,10 @@ _breakers_lock = threading.Lock()
 def _node_of(shard: int) -> str:
     """The cluster node serving ``shard`` per the client's slot map ('' on one Redis)."""
     client = _client
-    if not isinstance(client, RedisCluster):
+    if not is_cluster(client):
         return ""
     try:
-        return f" for {client.nodes_manager.get_node_from_slot(_SLOTS[shard]).name}"
+        return str(client.nodes_manager.get_node_from_slot(_SLOTS[shard]).name)
     except (RedisClusterException, RedisError):
         return ""
 
@@ -111,7 +112,7 @@ def _shards_of(node: str) -> list[int]:
 
 def breakers_for(shards: Collection[int] | None) -> list[CircuitBreaker]:
     """The breakers of the nodes serving ``shards`` (``breaker`` for None)."""
-    if shards is None:
+    if shards is None or not is_cluster(_client):
         return [breaker]
     nodes = {_node_of(shard) for shard in shards}
     if not nodes <= _breakers.keys():  # a node not seen before (read without the lock)
@@ -147,7 +148,7 @@ def redis_client() -> Redis:
     return _client
 
 
-def is_cluster(client: Any) -> bool:
+def is_cluster(client: object) -> TypeGuard[RedisCluster]:
     return isinstance(client, RedisCluster)
 
 
@@ -155,7 +156,7 @@ def thread_connection(client: Redis, key: str) -> Connection:
     """This thread's own connection to the server of ``key`` (on a cluster, the master of
     its slot in the client's slot map), made with the options of that server's pool
     (timeouts, no retries): scripts run on it without a pool checkout per call."""
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         node = client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
         pool = client.get_redis_connection(node).connection_pool
     else:
@@ -185,7 +186,7 @@ def disconnect() -> None:
     local.stop()
     for connection in list(_opened):
         connection.disconnect()
-    if isinstance(_client, RedisCluster):
+    if is_cluster(_client):
         _client.disconnect_connection_pools()
     elif _client is not None:
         _client.connection_pool.disconnect()
@@ -236,6 +237,8 @@ def guarded(
 
 
 def _bump_stale(client: Redis, shards: Collection[int]) -> None:
+    if not _stale:  # nothing marked (read without the lock: every call asks)
+        return
     with _stale_lock:
         seen = {shard: _stale[shard] for shard in shards if shard in _stale}
     if not seen:
@@ -322,7 +325,7 @@ def redis_ping() -> bool:
     """Readiness probe: a bounded PING that bypasses (and does not trip) the breaker."""
     try:
         client = redis_client()
-        if isinstance(client, RedisCluster):
+        if is_cluster(client):
             answers = client.ping(target_nodes=RedisCluster.PRIMARIES)
             return all(answers.values()) if isinstance(answers, dict) else bool(answers)
         return bool(client.ping())

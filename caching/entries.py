@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -228,20 +229,27 @@ def release(slot: Slot, found: Found) -> None:
     )
 
 
-def bump_generations(namespaces: Sequence[str], gen_keys: Iterable[tuple[int, str]]) -> Epochs:
+def bump_generations(
+    namespaces: Sequence[str], gen_keys: Iterable[tuple[int, str]], *, read_epochs: bool
+) -> tuple[Epochs, set[int]]:
     """``INCR`` each (shard, generation key), pipelined per node (the O(1) invalidation),
-    and read every shard's epoch; returns the epochs of the shards reached. A shard whose
-    bumps may not have landed is marked for an epoch bump (``connection.mark_stale``) and
-    left out."""
-    commands: dict[int, list[tuple[str, ...]]] = {shard: [] for shard in keys.EVERY_SHARD}
+    and with ``read_epochs`` read every shard's epoch too (a count refresh writes every
+    shard's counts under it). Returns the epochs of the shards reached, and the shards
+    whose bumps may not have landed: those are marked for an epoch bump
+    (``connection.mark_stale``)."""
+    commands: dict[int, list[tuple[str, ...]]] = defaultdict(list)
     for shard, key in gen_keys:
         commands[shard].append(("INCR", key))
-    for shard in keys.EVERY_SHARD:
-        commands[shard].append(("GET", keys.epoch_key(shard)))
+    bumped = set(commands)
+    if read_epochs:
+        for shard in keys.EVERY_SHARD:
+            commands[shard].append(("GET", keys.epoch_key(shard)))
     replies, failed = fan_out(namespaces, "invalidate", commands, patience=patience())
-    bumped = {shard for shard, cmds in commands.items() if len(cmds) > 1}
     mark_stale(failed & bumped)
-    return {shard: (answers[-1] or b"0").decode() for shard, answers in replies.items()}
+    if not read_epochs:
+        return {}, failed & bumped
+    epochs = {shard: (answers[-1] or b"0").decode() for shard, answers in replies.items()}
+    return epochs, failed & bumped
 
 
 def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | None:

@@ -67,13 +67,14 @@ def invalidate(targets: Targets, cause: str) -> None:
         for scope in sorted(scopes)
         for shard in (keys.EVERY_SHARD if scope == keys.ALL else [keys.shard_of(scope, "")])
     ]
+    counted = sorted(targets.keys() & counters.keys())
     # A shard not reached is marked: its epoch is bumped before its next read.
-    epochs = entries.bump_generations(sorted(targets), gen_keys)
-    if len(epochs) < keys.SHARDS:
+    epochs, lost = entries.bump_generations(sorted(targets), gen_keys, read_epochs=bool(counted))
+    if lost:
         logger.warning("invalidation of %s deferred to an epoch bump", ", ".join(sorted(targets)))
     for namespace, scopes in stale.items():
         INVALIDATIONS.labels(namespace, cause).inc(len(scopes))
-    for name in sorted(targets.keys() & counters.keys()):
+    for name in counted:
         refresh_counts(counters[name], targets[name], epochs)
 
 

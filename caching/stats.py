@@ -85,21 +85,27 @@ def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
         for batch in _scan_batches(client, keys.entry_pattern(namespace)):
             parsed = [(key, keys.entry_scope(namespace, key.decode())) for key in batch]
             entry_keys = [(key, found) for key, found in parsed if found is not None]
-            shards = sorted({(shard, scope) for _, (_, shard, scope) in entry_keys})
+            shards = sorted({shard for _, (_, shard, _) in entry_keys})
+            scopes = sorted({(shard, scope) for _, (_, shard, scope) in entry_keys})
             pipe = client.pipeline(transaction=False)
-            # The counters once per batch, shard and scope, then each entry's head and size.
-            for shard, scope in shards:
+            # The counters once per batch: the epoch and namespace generation per shard, the
+            # scope generation per scope; then each entry's head and size.
+            for shard in shards:
                 pipe.get(keys.epoch_key(shard))
                 pipe.get(keys.generation_key(namespace, shard))
+            for shard, scope in scopes:
                 pipe.get(keys.generation_key(namespace, shard, scope))
             for key, _ in entry_keys:
                 pipe.getrange(key, 0, 99)
                 pipe.memory_usage(key)
             replies = pipe.execute()
+            per_shard = {shard: replies[n * 2 : n * 2 + 2] for n, shard in enumerate(shards)}
+            replies = replies[len(shards) * 2 :]
             stamps = {
-                where: entries.stamp(replies[n * 3 : n * 3 + 3]) for n, where in enumerate(shards)
+                (shard, scope): entries.stamp([*per_shard[shard], replies[n]])
+                for n, (shard, scope) in enumerate(scopes)
             }
-            replies = replies[len(shards) * 3 :]
+            replies = replies[len(scopes) :]
             for n, (_, (version, shard, scope)) in enumerate(entry_keys):
                 head, usage = replies[n * 2 : n * 2 + 2]
                 if not head or usage is None:  # expired between SCAN and now

@@ -13,7 +13,10 @@ The invalidation matrix, the races, single fill and isolation run on a cluster i
 third pass (.ci/test).
 """
 
+import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -260,10 +263,6 @@ def test_a_malformed_topology_is_refused(mode, env, error):
 
 
 def test_the_in_process_tier_is_refused_on_a_cluster():
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "CACHE_REDIS_MODE": "cluster", "CACHE_REDIS_NODES": "127.0.0.1:1"}
     check = [sys.executable, "-c", "import django; django.setup()"]
     refused = subprocess.run(check, env={**env, "CACHE_L1": "true"}, capture_output=True)
