@@ -105,9 +105,17 @@ def redis_keys(client: Any, pattern: str) -> list[bytes]:
     return sorted(client.scan_iter(match=pattern, count=1000))
 
 
+# Commands a master receives without the application sending them: a replica's REPLCONF
+# ACK every second, a Sentinel's PING, INFO and hello PUBLISH, and the counting itself.
+NOT_FROM_THE_APPLICATION = frozenset(
+    {"replconf", "psync", "sync", "ping", "publish", "info", "config|resetstat"}
+)
+
+
 def command_calls(client: Any) -> dict[str, int]:
-    """Calls per command since the last ``reset_command_stats`` (``INFO commandstats``); on
-    a Redis Cluster, summed over the masters."""
+    """Calls per command the application made since the last ``reset_command_stats``
+    (``INFO commandstats``, less ``NOT_FROM_THE_APPLICATION``); on a Redis Cluster, summed
+    over the masters."""
     from redis.cluster import RedisCluster
 
     if isinstance(client, RedisCluster):
@@ -118,6 +126,8 @@ def command_calls(client: Any) -> dict[str, int]:
     for stats in per_node:
         for name, value in stats.items():
             command = name.removeprefix("cmdstat_")
+            if command in NOT_FROM_THE_APPLICATION:
+                continue
             calls[command] = calls.get(command, 0) + int(value["calls"])
     return calls
 
