@@ -316,13 +316,24 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"client_errors_as_info": {"()": "chainlearn.logfilters.ClientErrorsAsInfo"}},
+    "filters": {
+        "client_errors_as_info": {"()": "chainlearn.logfilters.ClientErrorsAsInfo"},
+        # A message that repeats (a cache failure retried through a failover, a rate
+        # limit skipped on every request while Redis is down) is one line per
+        # LOG_REPEAT_SECONDS, and the next says how many were held back.
+        "repeats_summarized": {
+            "()": "chainlearn.logfilters.RepeatsSummarized",
+            "interval": env_float("LOG_REPEAT_SECONDS", 10.0),
+        },
+    },
     # The handler's level too: records that loggers below root pass at INFO stay off the
     # console unless LOG_LEVEL asks for them.
     "handlers": {"console": {"class": "logging.StreamHandler", "level": LOG_LEVEL}},
     "loggers": {
         # A 4xx is one INFO line (no traceback), not a WARNING on the console.
         "django.request": {"filters": ["client_errors_as_info"]},
+        "caching": {"filters": ["repeats_summarized"]},
+        "chainlearn.throttling": {"filters": ["repeats_summarized"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
