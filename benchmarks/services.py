@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 import redis
 from psycopg import sql
+from redis.cluster import ClusterNode, RedisCluster
 
 from benchmarks.config import ROOT, Config
 
@@ -151,30 +152,18 @@ def prepare_database(config: Config) -> dict[str, object]:
 
 def cache_redis(config: Config) -> list[redis.Redis]:
     """Clients of the Redis servers that hold the cache, for the harness's own flushes and
-    counts: the server at ``REDIS_URL``, or each master of the Redis Cluster, as its first
-    node that answers lists them (replicas refuse writes and only repeat their master's)."""
+    counts: the server at ``REDIS_URL``, or each master of the Redis Cluster, as redis-py's
+    cluster client finds them from the seed nodes (replicas refuse writes and only repeat
+    their master's)."""
     if not config.cluster_nodes:
         return [redis.Redis.from_url(config.redis_url)]
-    for node in config.cluster_nodes:
-        host, _, port = node.rpartition(":")
-        seed = redis.Redis(host=host, port=int(port), socket_timeout=2, decode_responses=True)
-        try:
-            lines = seed.execute_command("CLUSTER", "NODES").splitlines()
-        except redis.RedisError:
-            continue
-        finally:
-            seed.close()
-        masters = []
-        for line in lines:
-            # <id> <ip:port@bus-port[,hostname]> <flags> ...; a failed master serves nothing.
-            fields = line.split()
-            flags = fields[2].split(",") if len(fields) > 2 else []
-            if "master" in flags and "fail" not in flags:
-                address = fields[1].split("@", 1)[0]
-                master_host, _, master_port = address.rpartition(":")
-                masters.append(redis.Redis(host=master_host, port=int(master_port)))
-        return masters
-    raise RuntimeError(f"no Redis Cluster node answers at {','.join(config.cluster_nodes)}")
+    addresses = (node.rpartition(":") for node in config.cluster_nodes)
+    seeds = [ClusterNode(host, int(port)) for host, _, port in addresses]
+    cluster = RedisCluster(startup_nodes=seeds, socket_timeout=2)
+    try:
+        return [redis.Redis(host=node.host, port=node.port) for node in cluster.get_primaries()]
+    finally:
+        cluster.close()
 
 
 def flush_cache_redis(config: Config) -> None:

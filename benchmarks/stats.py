@@ -45,7 +45,10 @@ NAMESPACES = (
     "credentials:list",
 )
 PING = "SELECT $1"
-OWN_REDIS_COMMANDS = {"info", "config|resetstat", "config"}
+# Commands the harness sends itself, and a replica's replication traffic to its master
+# (REPLCONF ACK every second on a Sentinel setup or a cluster). A Sentinel's PING and
+# PUBLISH are left in (a PING could as well be the application's): a few per second.
+OWN_REDIS_COMMANDS = {"info", "config|resetstat", "config", "replconf", "psync", "sync"}
 SCRIPT_COMMANDS = {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"}
 METRIC = re.compile(r"^cache_(hits|misses|errors|stale_served|fill_waits)_total\{([^}]*)\} (\S+)$")
 # /metrics counter → the name the report uses.

@@ -245,11 +245,11 @@ def bump_generations(
         for shard in keys.EVERY_SHARD:
             commands[shard].append(("GET", keys.epoch_key(shard)))
     replies, failed = fan_out(namespaces, "invalidate", commands, patience=patience())
-    mark_stale(failed & bumped)
+    lost = failed & bumped
+    mark_stale(lost)
     if not read_epochs:
-        return {}, failed & bumped
-    epochs = {shard: (answers[-1] or b"0").decode() for shard, answers in replies.items()}
-    return epochs, failed & bumped
+        return {}, lost
+    return {shard: (answers[-1] or b"0").decode() for shard, answers in replies.items()}, lost
 
 
 def _counts(reply: bytes | list[bytes | None] | None) -> list[bytes | None] | None:

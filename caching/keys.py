@@ -113,11 +113,12 @@ def entry_scope(namespace: str, key: str) -> tuple[int, int, str] | None:
     if not key.startswith(head) or key.endswith(":lease"):
         return None
     version, _, rest = key[len(head) :].partition(":")
-    shard, _, rest = rest.partition(":")
+    tagged, _, rest = rest.partition(":")
+    shard = tagged.removeprefix("{").removesuffix("}")
     scope, sep, _ = rest.partition(":")
-    if not version.isdigit() or not (shard[1:-1].isdigit() and shard[0] == "{") or not sep:
+    if not (version.isdigit() and shard.isdigit() and tagged == tag(int(shard)) and sep):
         return None
-    return int(version), int(shard[1:-1]), scope
+    return int(version), int(shard), scope
 
 
 def counter_prefix() -> str:

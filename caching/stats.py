@@ -85,8 +85,8 @@ def namespace_stats(namespace: str, counts: Counts) -> NamespaceStats:
         for batch in _scan_batches(client, keys.entry_pattern(namespace)):
             parsed = [(key, keys.entry_scope(namespace, key.decode())) for key in batch]
             entry_keys = [(key, found) for key, found in parsed if found is not None]
-            shards = sorted({shard for _, (_, shard, _) in entry_keys})
             scopes = sorted({(shard, scope) for _, (_, shard, scope) in entry_keys})
+            shards = sorted({shard for shard, _ in scopes})
             pipe = client.pipeline(transaction=False)
             # The counters once per batch: the epoch and namespace generation per shard, the
             # scope generation per scope; then each entry's head and size.
