@@ -3,12 +3,14 @@
 ``guarded`` skips a call while the circuit breaker of its Redis node is open, turns a
 failure into ``CacheUnavailable`` (logged and counted; callers fall back to the database),
 and first bumps the epochs of the call's shards (``caching.keys``) when an earlier
-invalidation of theirs may have been lost. ``fan_out`` runs commands for many shards at
-once (a namespace-wide invalidation, the live counts every shard keeps), pipelined per
-node, and reports the shards it could not reach. The client comes from django-redis with
-the socket timeouts and zero-retry policy of ``settings.CACHES``, so no call blocks a
-request for longer than tens of milliseconds; on a Redis Cluster it is a
-``RedisCluster`` (``caching.topology``), which follows MOVED and ASK redirections.
+invalidation of theirs may have been lost (with every other shard marked so on the same
+node; a thread per process also bumps them as soon as Redis answers: ``_repair``).
+``fan_out`` runs commands for many shards at once (a namespace-wide invalidation, the live
+counts every shard keeps), pipelined per node, and reports the shards it could not reach.
+The client comes from django-redis with the socket timeouts and zero-retry policy of
+``settings.CACHES``, so no call blocks a request for longer than tens of milliseconds; on
+a Redis Cluster it is a ``RedisCluster`` (``caching.topology``), which follows MOVED and
+ASK redirections.
 
 **One breaker per node.** On one Redis (standalone or Sentinel) that is one breaker,
 ``breaker``. On a cluster each master has its own, found through the client's slot map
@@ -47,6 +49,10 @@ class CacheUnavailable(Exception):
     """Redis could not be used for this call; the caller serves from the database."""
 
 
+class _BumpUnderWay(CacheUnavailable):
+    """The call's shards await an epoch bump another thread is making: not a failure."""
+
+
 # Errors that mean Redis could not serve a call (a cluster without a master for a slot
 # raises RedisClusterException, which is not a RedisError).
 FAILURES = (RedisError, RedisClusterException, OSError)
@@ -61,10 +67,19 @@ _stale_lock = threading.Lock()
 
 def mark_stale(shards: Iterable[int]) -> None:
     """An invalidation of ``shards`` may have been lost: bump their epochs before their
-    next read."""
+    next read, and as soon as their node answers (``_repair``)."""
     with _stale_lock:
         for shard in shards:
             _stale[shard] = _stale.get(shard, 0) + 1
+        marked = bool(_stale)
+    if marked:
+        _wake_repairer()
+
+
+def bump_pending(shards: Iterable[int]) -> bool:
+    """Whether an epoch bump is pending for any of ``shards`` (read without the lock, as
+    every call's check in ``guarded`` is)."""
+    return bool(_stale) and any(shard in _stale for shard in shards)
 
 
 def stale_shards() -> set[int]:
@@ -123,10 +138,11 @@ def breakers_for(shards: Collection[int] | None) -> list[CircuitBreaker]:
 
 
 def reset_breakers() -> None:
-    """Close every breaker and forget the stale marks (tests)."""
+    """Close every breaker and forget the stale marks (tests): a bump under way lands
+    first, and none starts afterwards."""
     for one in list(_breakers.values()):
         one.reset()
-    with _stale_lock:
+    with _bumping, _stale_lock:
         _stale.clear()
 
 
@@ -221,6 +237,10 @@ def guarded(
             if shards:
                 _bump_stale(client, shards)
             result = call(client)
+        except _BumpUnderWay:
+            for gate in gates:
+                gate.give_back()
+            raise
         except FAILURES as exc:
             for gate in gates:
                 gate.record_failure()
@@ -236,22 +256,96 @@ def guarded(
         return result
 
 
-def _bump_stale(client: Redis, shards: Collection[int]) -> None:
-    if not _stale:  # nothing marked (read without the lock: every call asks)
+def _bump_stale(client: Redis, shards: Collection[int], *, request: bool = True) -> None:
+    """Bump the epochs of the marked shards served by the node(s) of ``shards``: one
+    pipeline, to a node the call is about to reach anyway. Bumps run one at a time, so a
+    shard marked once is bumped once, by a request or by the repairer."""
+    if not _stale or not _marked_on_nodes_of(shards):  # _stale read without the lock
         return
-    with _stale_lock:
-        seen = {shard: _stale[shard] for shard in shards if shard in _stale}
-    if not seen:
-        return
-    pipe = client.pipeline(transaction=False)
-    for shard in sorted(seen):
-        pipe.incr(keys.epoch_key(shard))
-    pipe.execute()
-    with _stale_lock:
-        for shard, marks in seen.items():
-            if _stale.get(shard) == marks:
-                del _stale[shard]
+    if not _bumping.acquire(blocking=not request):
+        # Another thread's bump is under way (while Redis is away, the repairer's, which
+        # may be waiting out a timeout): the request reads from the database.
+        raise _BumpUnderWay
+    try:
+        seen = _marked_on_nodes_of(shards)
+        if not seen:
+            return  # bumped meanwhile
+        pipe = client.pipeline(transaction=False)
+        for shard in sorted(seen):
+            pipe.incr(keys.epoch_key(shard))
+        pipe.execute()
+        with _stale_lock:
+            for shard, marks in seen.items():
+                if _stale.get(shard) == marks:
+                    del _stale[shard]
+    finally:
+        _bumping.release()
     logger.warning("cache epoch bumped for shards %s after a lost invalidation", sorted(seen))
+
+
+def _marked_on_nodes_of(shards: Collection[int]) -> dict[int, int]:
+    """The marked shards (with their marks) that sit on the node(s) serving ``shards``."""
+    with _stale_lock:
+        marked = dict(_stale)
+    nodes = {_node_of(shard) for shard in shards}
+    return {shard: marks for shard, marks in marked.items() if _node_of(shard) in nodes}
+
+
+_bumping = threading.Lock()
+_repair_wanted = threading.Event()
+_repairer_pid = 0
+_repairer_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A fork copies the locks as they were (one may be held by a thread the child does not
+    have): the child starts with its own."""
+    global _bumping, _repair_wanted, _repairer_lock, _stale_lock
+    _bumping, _repairer_lock, _stale_lock = threading.Lock(), threading.Lock(), threading.Lock()
+    _repair_wanted = threading.Event()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _wake_repairer() -> None:
+    """Start this process's repairer thread (anew after a fork), or wake it."""
+    global _repairer_pid
+    if settings.CACHE_EPOCH_REPAIR_MS <= 0:
+        return
+    _repair_wanted.set()
+    if _repairer_pid == os.getpid():
+        return
+    with _repairer_lock:
+        if _repairer_pid != os.getpid():
+            _repairer_pid = os.getpid()
+            threading.Thread(target=_repair, name="cache-epoch-repair", daemon=True).start()
+
+
+def _repair() -> None:
+    """Bump the marked shards' epochs as soon as their node answers, trying each node every
+    ``CACHE_EPOCH_REPAIR_MS`` until it does. A lost invalidation is marked only in the
+    process that lost it; other processes, which may reach Redis and hold no mark, read
+    what it was to remove until the bump lands, so it does not wait for this process's
+    next read of the shard."""
+    while True:
+        _repair_wanted.wait()
+        _repair_wanted.clear()  # a mark made from here on wakes the next wait
+        while (interval := settings.CACHE_EPOCH_REPAIR_MS / 1000) > 0 and (
+            pending := stale_shards()
+        ):
+            by_node: dict[str, list[int]] = {}
+            for shard in pending:
+                by_node.setdefault(_node_of(shard), []).append(shard)
+            for shards in by_node.values():
+                try:
+                    _bump_stale(redis_client(), shards, request=False)
+                except FAILURES:
+                    pass  # not reached yet: tried again after the interval
+                except Exception:
+                    logger.exception("cache epoch repair failed")
+            if stale_shards():
+                time.sleep(interval)
 
 
 Commands = Mapping[int, Sequence[Sequence[Any]]]
@@ -265,6 +359,8 @@ def fan_out(
     invalidation waits so while a master fails over: until its replica is promoted, a
     bump cannot land anywhere, and one that gave up at once would leave the entries it
     invalidates to be served by the promoted replica's readers."""
+    if not commands:  # nothing to send (a count refresh that reached no shard's epoch)
+        return {}, set()  # is not a success to tell the breakers about
     replies, failed = _fan_out_once(namespace, operation, commands)
     deadline = time.monotonic() + patience
     delay = 0.01

@@ -8,14 +8,22 @@ is a bounded LRU.
 
 **When a held entry may be served** (``serve``): only when every entry the read needs is
 held and still fresh (the same expiry as in Redis; an expired one goes to Redis, which
-applies the stale-grace rules), the breaker is closed, and this thread's stream has
-answered a ping sent after the request arrived (``Streams.sync``). Redis runs commands
-one at a time and queues a changed key's invalidation on every tracking connection in the
-same turn of its event loop, before it reads a command that arrives later; so the ping's
-reply comes after the invalidation of every change Redis applied before the ping, and so
-after that of every write whose request had returned before this request arrived (its
-generation bump or count was applied before it returned). Those invalidations were
-applied before the reply was read: the held value is the one Redis would serve now.
+applies the stale-grace rules), the breaker is closed, no epoch bump is pending for their
+shards, and this thread's stream has answered a ping sent after the request arrived
+(``Streams.sync``). Redis runs commands one at a time and queues a changed key's
+invalidation on every tracking connection in the same turn of its event loop, before it
+reads a command that arrives later; so the ping's reply comes after the invalidation of
+every change Redis applied before the ping, and so after that of every write whose request
+had returned before this request arrived (its generation bump or count was applied before
+it returned). Those invalidations were applied before the reply was read: the held value
+is the one Redis would serve now.
+
+A write whose invalidation could not reach Redis returns without it having been applied:
+it may never change anything in Redis (a count refresh that could not read the epochs
+writes nothing), so no stream reports it. Its shards are marked instead
+(``connection.mark_stale``; an opening breaker marks every shard of its node), and while
+a mark is pending the read goes to Redis, which bumps the shard's epoch first; the bump is
+reported on every stream and drops what the tier held there.
 
 **When an entry may be kept** (``keep``): only a fresh hit under the current stamp, with
 all its counts, and only if since the lookup began (``mark``) no stream has (re)connected
@@ -227,11 +235,17 @@ def mark() -> Mark | None:
     return None if process is None else process.tier.mark()
 
 
-def serve(namespaces: Sequence[str], entry_keys: Sequence[str]) -> list[Held] | None:
-    """The held entries for ``entry_keys`` if they may be served now (see the module), else
-    None (the read goes to Redis). Counts each entry's L1 outcome."""
+def serve(
+    namespaces: Sequence[str], entry_keys: Sequence[str], shards: Iterable[int]
+) -> list[Held] | None:
+    """The held entries for ``entry_keys`` (in ``shards``) if they may be served now (see
+    the module), else None (the read goes to Redis). Counts each entry's L1 outcome."""
     process = _current()
-    if process is None or connection.breaker.state != connection.breaker.CLOSED:
+    if (
+        process is None
+        or connection.breaker.state != connection.breaker.CLOSED
+        or connection.bump_pending(shards)
+    ):
         return None
     held = _fresh(process.tier, entry_keys)
     if held is None:

@@ -178,6 +178,9 @@ CACHE_CLUSTER_DIRECT = env_bool("CACHE_CLUSTER_DIRECT", True)
 CACHE_INVALIDATION_PATIENCE_MS = env_int(
     "CACHE_INVALIDATION_PATIENCE_MS", topology.invalidation_patience_ms(CACHE_REDIS_MODE)
 )
+# How often a process tries again to bump the epochs of the shards whose invalidation it
+# lost, until Redis answers (caching/connection.py); 0 leaves them to its next read of them.
+CACHE_EPOCH_REPAIR_MS = env_int("CACHE_EPOCH_REPAIR_MS", 100)
 try:
     _cache_location = topology.caches(
         CACHE_REDIS_MODE,

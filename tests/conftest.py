@@ -24,12 +24,12 @@ def empty_cache() -> Iterator[None]:
     from caching import connection, keys, refresh, topology
     from caching.scripts import CLAIM
 
+    connection.reset_breakers()  # first: no epoch bump of the last test lands after the flush
     client = get_redis_connection("default")
     client.flushdb()  # on a cluster, on every master
     if settings.CACHE_REDIS_MODE != topology.STANDALONE:
         for shard in keys.EVERY_SHARD:  # as the connections made before the flush did
             client.execute_command("EVAL", CLAIM, 2, keys.master_key(shard), keys.epoch_key(shard))
-    connection.reset_breakers()
     yield
     refresh.stop()  # background reloads done, their database connections closed
 

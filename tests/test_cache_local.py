@@ -14,12 +14,12 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from caching import entries, keys, local
+from caching import connection, entries, keys, local
 from caching.local import Held, LocalTier
 from caching.tracking import Streams
 from chainlearn.caches import course_detail_cache, course_list_cache
 from courses.models import Course
-from tests.factories import course_with_modules
+from tests.factories import EnrollmentFactory, course_with_modules
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -227,6 +227,33 @@ def test_a_frozen_redis_stops_the_tier_and_a_change_made_meanwhile_is_not_served
         assert api.get(f"/api/v1/courses/{course.id}").json()["data"]["title"] == (
             "Changed while frozen"
         )
+
+
+def test_a_count_refresh_lost_while_redis_was_frozen_is_not_served_from_the_tier(
+    api, course, private_redis, settings
+):
+    """An enrollment while Redis is frozen cannot read the shards' epochs, so its count
+    refresh writes nothing: Redis, back, has no change to report and the held entry stays
+    in the tier. The process's pending epoch bump is what must keep it from being served
+    (CI's outage test served such an entry once a probe had closed the breaker again)."""
+    settings.CACHE_EPOCH_REPAIR_MS = 0  # no eager bump: the read must find the mark itself
+    connected_stream()
+    path = f"/api/v1/courses/{course.id}"
+    assert hold(api, path).json()["data"]["enrolledCount"] == 0
+    private_redis.pause()
+    try:
+        EnrollmentFactory(course=course)  # its count refresh times out
+    finally:
+        private_redis.resume()
+    assert connected_stream()  # the stream is up and has reported every change
+    assert len(tier()) == 1  # still held: nothing in Redis changed for it
+    assert connection.breaker.state == connection.breaker.CLOSED  # closed again at resume
+    hits = l1("courses:detail", "hit")
+    assert api.get(path).json()["data"]["enrolledCount"] == 1
+    assert l1("courses:detail", "hit") == hits
+    assert connection.stale_shards().isdisjoint(
+        {course_detail_cache.slot({"course_id": course.id}).shard}
+    )
 
 
 def test_the_bound_holds_under_ten_times_more_keys_than_it_may_hold(api, settings, redis_client):

@@ -2,6 +2,7 @@
 breaker is open no request touches the network; an invalidation lost while Redis was away
 leaves nothing stale when it returns."""
 
+import threading
 import time
 
 import pytest
@@ -33,12 +34,14 @@ def hot_paths(course):
 
 @pytest.fixture
 def connect_attempts(monkeypatch):
-    """Counts real socket connection attempts made by redis-py (a spy: it still connects)."""
+    """Counts real socket connection attempts made by redis-py for the test's requests (a
+    spy: it still connects), not the repairer's (``connection._repair``)."""
     calls = []
+    requests = threading.current_thread()
     original = AbstractConnection.connect_check_health
 
     def spy(self, *args, **kwargs):
-        if not self._sock:
+        if not self._sock and threading.current_thread() is requests:
             calls.append(self.port)
         return original(self, *args, **kwargs)
 
@@ -124,8 +127,9 @@ def test_invalidation_lost_while_redis_was_frozen_leaves_nothing_stale(
 
 
 def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
-    world, private_redis, redis_client
+    world, private_redis, redis_client, settings
 ):
+    settings.CACHE_EPOCH_REPAIR_MS = 0  # left to the next read (the repairer: below)
     learner, course = world
     client = client_for(learner)
     path = f"/api/v1/courses/{course.id}"
@@ -139,8 +143,42 @@ def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
     assert connection.breaker.state == connection.breaker.CLOSED  # one failure: still closed
     # The course's shards (list pages: every shard; its detail: its own) are to be bumped.
     assert connection.stale_shards() == set(keys.EVERY_SHARD)
+    epochs = [int(redis_client.get(keys.epoch_key(shard)) or 0) for shard in keys.EVERY_SHARD]
     assert client.get(path).json()["data"]["title"] == "One lost bump"
-    assert keys.shard_of(str(course.id), "") not in connection.stale_shards()
+    # One Redis: the read bumped every marked shard, in the pipeline it sent anyway.
+    assert connection.stale_shards() == set()
+    assert [int(redis_client.get(keys.epoch_key(s))) for s in keys.EVERY_SHARD] == [
+        epoch + 1 for epoch in epochs
+    ]
+
+
+def test_a_lost_invalidation_is_bumped_as_soon_as_redis_answers_without_a_read(
+    world, private_redis, redis_client
+):
+    """Other processes hold no mark of this process's lost invalidation: they would read
+    what it was to remove until the epochs are bumped, so the bump does not wait for this
+    process's next read of those shards."""
+    learner, course = world
+    path = f"/api/v1/courses/{course.id}"
+    client = client_for(learner)
+    client.get(path)
+    before = [int(redis_client.get(keys.epoch_key(s)) or 0) for s in keys.EVERY_SHARD]
+    private_redis.pause()  # the entry survives in the frozen server
+    try:
+        course.title = "Bumped without a read"
+        course.save(update_fields=["title"])  # its invalidation times out
+        assert connection.stale_shards() == set(keys.EVERY_SHARD)
+    finally:
+        private_redis.resume()
+    deadline = time.monotonic() + 5  # a bounded wait for the repairer; no read meanwhile
+    while connection.stale_shards():
+        assert time.monotonic() < deadline, "the marked shards were not bumped"
+        time.sleep(0.01)
+    # Every epoch went up (by more than one if attempts timed out in the frozen server and
+    # ran at its resume), so what any process reads now is filled anew.
+    after = [int(redis_client.get(keys.epoch_key(s)) or 0) for s in keys.EVERY_SHARD]
+    assert all(a > b for a, b in zip(after, before, strict=True)), (before, after)
+    assert client.get(path).json()["data"]["title"] == "Bumped without a read"
 
 
 def test_write_in_a_process_whose_breaker_is_open_still_invalidates(world, api):
@@ -156,3 +194,20 @@ def test_write_in_a_process_whose_breaker_is_open_still_invalidates(world, api):
 
     connection.breaker.reset()  # as another process that never opened its breaker
     assert api.get(path).json()["data"]["title"] == "Written while this process skipped Redis"
+
+
+def test_a_write_during_an_outage_does_not_close_the_open_breaker(world, private_redis):
+    """An enrollment's count refresh that read no shard's epoch has nothing to send; it once
+    counted as a success and closed the breaker while Redis was still frozen."""
+    learner, course = world
+    client = client_for(learner)
+    other = course_with_modules(1, title="Enrolled during the outage")
+    private_redis.pause()
+    try:
+        for _ in range(connection.breaker.threshold):
+            client.get(f"/api/v1/courses/{course.id}")
+        assert connection.breaker.state == connection.breaker.OPEN
+        assert client.post(f"/api/v1/courses/{other.id}/enroll").status_code == 201
+        assert connection.breaker.state == connection.breaker.OPEN
+    finally:
+        private_redis.resume()

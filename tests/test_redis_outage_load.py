@@ -351,3 +351,44 @@ def test_a_write_in_a_worker_whose_breaker_is_open_still_invalidates_for_the_oth
     status, body = srv.get(path)
     assert status == 200
     assert json.loads(body)["data"]["enrolledCount"] == 1
+
+
+def test_a_worker_cut_off_from_redis_bumps_its_lost_invalidation_for_the_others_unasked(
+    private_server, service, use_redis
+):
+    """Redis unreachable from one worker only: this test process, which reaches it through a
+    proxy it cuts; gunicorn's workers reach it directly and see no failure, so they hold no
+    mark. A write this worker commits meanwhile loses its invalidation. Once the proxy is
+    back, its process bumps the epochs without a read of its own (``connection._repair``),
+    and the others read the write."""
+    from caching import connection
+    from chainlearn.caches import course_detail_cache
+    from courses.models import Course
+    from tests.tcp_proxy import TcpProxy
+
+    srv = service
+    course = course_with_modules(1, title="Before the cut")
+    path = f"/api/v1/courses/{course.id}"
+    for _ in range(2):  # filled, then served from Redis
+        status, body = srv.get(path)
+        assert status == 200 and json.loads(body)["data"]["title"] == "Before the cut"
+    direct = redis.Redis.from_url(private_server.url)
+    generation = course_detail_cache.slot({"course_id": course.id}).scope_gen_key
+    before = direct.get(generation)
+
+    proxy = TcpProxy(("127.0.0.1", private_server.port)).start()
+    try:
+        use_redis(f"redis://127.0.0.1:{proxy.port}/0")
+        proxy.cut()
+        Course.objects.filter(pk=course.pk).update(title="Written while cut off")
+        assert direct.get(generation) == before  # the invalidation did not reach Redis
+        assert connection.stale_shards() == set(range(16))
+        proxy.restore()
+        deadline = time.monotonic() + 5  # a bounded wait for the repairer; no read here
+        while connection.stale_shards():
+            assert time.monotonic() < deadline, "the lost invalidation was not bumped"
+            time.sleep(0.01)
+    finally:
+        proxy.stop()
+    status, body = srv.get(path)
+    assert status == 200 and json.loads(body)["data"]["title"] == "Written while cut off"
