@@ -100,14 +100,32 @@ start_postgres() {
     fi
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$PG_PORT") 2>/dev/null; then
         install -d -o postgres -g postgres -m 755 "$STATE_DIR/run"
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$STATE_DIR/run/pg.log" -w \
-            -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STATE_DIR/run -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
-            start >/dev/null
-        wait_port_state "$PG_PORT" open 30
+        retry_start start_postgres_once "$data"
     fi
     psql_admin -tc "SELECT 1 FROM pg_database WHERE datname='chainlearn'" | grep -q 1 \
         || psql_admin -c "CREATE DATABASE chainlearn" >/dev/null
     psql_admin -d chainlearn -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+}
+
+start_postgres_once() {
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$1" -l "$STATE_DIR/run/pg.log" -w \
+        -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STATE_DIR/run -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_preload_libraries=pg_stat_statements" \
+        start >/dev/null && wait_port_state "$PG_PORT" open 30
+}
+
+# The default ports (55432, 56379) lie in Linux's ephemeral range (32768-60999): a client
+# socket that was given one (pip's, say) makes the server's bind fail with "Address already
+# in use", and once it closes its TIME_WAIT holds the port for another 60 s. Seen once in a
+# CI run here; trying again for up to two minutes gets past it.
+retry_start() {
+    local deadline=$((SECONDS + 120))
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            return 1
+        fi
+        echo "$1 failed (its port may be held by a client socket); trying again in 2 s" >&2
+        sleep 2
+    done
 }
 
 psql_admin() {
@@ -123,11 +141,14 @@ stop_postgres() {
 start_redis() {
     mkdir -p "$STATE_DIR"
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
-        redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-            --daemonize yes --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" \
-            --dir "$STATE_DIR"
-        wait_port_state "$REDIS_PORT" open 30
+        retry_start start_redis_once
     fi
+}
+
+start_redis_once() {
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize yes --pidfile "$STATE_DIR/redis.pid" --logfile "$STATE_DIR/redis.log" \
+        --dir "$STATE_DIR" && wait_port_state "$REDIS_PORT" open 5
 }
 
 stop_redis() {
