@@ -230,13 +230,15 @@ def test_a_frozen_redis_stops_the_tier_and_a_change_made_meanwhile_is_not_served
 
 
 def test_a_count_refresh_lost_while_redis_was_frozen_is_not_served_from_the_tier(
-    api, course, private_redis, settings
+    api, course, private_redis, settings, monkeypatch
 ):
     """An enrollment while Redis is frozen cannot read the shards' epochs, so its count
     refresh writes nothing: Redis, back, has no change to report and the held entry stays
     in the tier. The process's pending epoch bump is what must keep it from being served
-    (CI's outage test served such an entry once a probe had closed the breaker again)."""
+    while its breaker is closed (CI's outage test once served such an entry)."""
     settings.CACHE_EPOCH_REPAIR_MS = 0  # no eager bump: the read must find the mark itself
+    # A process where fewer calls failed than the breaker's threshold: it stays closed.
+    monkeypatch.setattr(connection.breaker, "threshold", 1000)
     connected_stream()
     path = f"/api/v1/courses/{course.id}"
     assert hold(api, path).json()["data"]["enrolledCount"] == 0
@@ -247,7 +249,7 @@ def test_a_count_refresh_lost_while_redis_was_frozen_is_not_served_from_the_tier
         private_redis.resume()
     assert connected_stream()  # the stream is up and has reported every change
     assert len(tier()) == 1  # still held: nothing in Redis changed for it
-    assert connection.breaker.state == connection.breaker.CLOSED  # closed again at resume
+    assert connection.breaker.state == connection.breaker.CLOSED
     hits = l1("courses:detail", "hit")
     assert api.get(path).json()["data"]["enrolledCount"] == 1
     assert l1("courses:detail", "hit") == hits
