@@ -49,10 +49,6 @@ class CacheUnavailable(Exception):
     """Redis could not be used for this call; the caller serves from the database."""
 
 
-class _BumpUnderWay(CacheUnavailable):
-    """The call's shards await an epoch bump another thread is making: not a failure."""
-
-
 # Errors that mean Redis could not serve a call (a cluster without a master for a slot
 # raises RedisClusterException, which is not a RedisError).
 FAILURES = (RedisError, RedisClusterException, OSError)
@@ -237,10 +233,6 @@ def guarded(
             if shards:
                 _bump_stale(client, shards)
             result = call(client)
-        except _BumpUnderWay:
-            for gate in gates:
-                gate.give_back()
-            raise
         except FAILURES as exc:
             for gate in gates:
                 gate.record_failure()
@@ -256,31 +248,27 @@ def guarded(
         return result
 
 
-def _bump_stale(client: Redis, shards: Collection[int], *, request: bool = True) -> None:
+def _bump_stale(client: Redis, shards: Collection[int]) -> bool:
     """Bump the epochs of the marked shards served by the node(s) of ``shards``: one
-    pipeline, to a node the call is about to reach anyway. Bumps run one at a time, so a
-    shard marked once is bumped once, by a request or by the repairer."""
-    if not _stale or not _marked_on_nodes_of(shards):  # _stale read without the lock
-        return
-    if not _bumping.acquire(blocking=not request):
-        # Another thread's bump is under way (while Redis is away, the repairer's, which
-        # may be waiting out a timeout): the request reads from the database.
-        raise _BumpUnderWay
-    try:
-        seen = _marked_on_nodes_of(shards)
-        if not seen:
-            return  # bumped meanwhile
-        pipe = client.pipeline(transaction=False)
-        for shard in sorted(seen):
-            pipe.incr(keys.epoch_key(shard))
-        pipe.execute()
-        with _stale_lock:
-            for shard, marks in seen.items():
-                if _stale.get(shard) == marks:
-                    del _stale[shard]
-    finally:
-        _bumping.release()
+    pipeline, to a node the call is about to reach anyway. Returns whether it sent one.
+
+    A request and the repairer may both bump a shard marked once: a second bump costs its
+    entries one more miss, never a stale read, and a request never waits for the other."""
+    if not _stale:  # nothing marked (read without the lock: every call asks)
+        return False
+    seen = _marked_on_nodes_of(shards)
+    if not seen:
+        return False
+    pipe = client.pipeline(transaction=False)
+    for shard in sorted(seen):
+        pipe.incr(keys.epoch_key(shard))
+    pipe.execute()
+    with _stale_lock:
+        for shard, marks in seen.items():
+            if _stale.get(shard) == marks:
+                del _stale[shard]
     logger.warning("cache epoch bumped for shards %s after a lost invalidation", sorted(seen))
+    return True
 
 
 def _marked_on_nodes_of(shards: Collection[int]) -> dict[int, int]:
@@ -291,6 +279,15 @@ def _marked_on_nodes_of(shards: Collection[int]) -> dict[int, int]:
     return {shard: marks for shard, marks in marked.items() if _node_of(shard) in nodes}
 
 
+def _by_node(shards: Iterable[int]) -> dict[str, list[int]]:
+    by_node: dict[str, list[int]] = {}
+    for shard in shards:
+        by_node.setdefault(_node_of(shard), []).append(shard)
+    return by_node
+
+
+# Held by the repairer while it bumps, and by ``reset_breakers`` (tests) while it forgets
+# the marks, so that no bump of a test's marks lands after the next test's flush.
 _bumping = threading.Lock()
 _repair_wanted = threading.Event()
 _repairer_pid = 0
@@ -323,29 +320,46 @@ def _wake_repairer() -> None:
 
 
 def _repair() -> None:
-    """Bump the marked shards' epochs as soon as their node answers, trying each node every
-    ``CACHE_EPOCH_REPAIR_MS`` until it does. A lost invalidation is marked only in the
-    process that lost it; other processes, which may reach Redis and hold no mark, read
-    what it was to remove until the bump lands, so it does not wait for this process's
-    next read of the shard."""
+    """Bump the marked shards' epochs as soon as their node answers, without waiting for a
+    read of them. A lost invalidation is marked only in the process that lost it; other
+    processes, which may reach Redis and hold no mark, read what it was to remove until
+    the bump lands.
+
+    Each node is tried every ``CACHE_EPOCH_REPAIR_MS`` under its breaker, as a request
+    would be: a failure counts towards opening it, and while it is open the node is tried
+    only as its probe, once per cooldown (a dead cluster master is not asked ten times a
+    second, each failure making redis-py reload the slot map)."""
     while True:
         _repair_wanted.wait()
         _repair_wanted.clear()  # a mark made from here on wakes the next wait
         while (interval := settings.CACHE_EPOCH_REPAIR_MS / 1000) > 0 and (
             pending := stale_shards()
         ):
-            by_node: dict[str, list[int]] = {}
-            for shard in pending:
-                by_node.setdefault(_node_of(shard), []).append(shard)
-            for shards in by_node.values():
-                try:
-                    _bump_stale(redis_client(), shards, request=False)
-                except FAILURES:
-                    pass  # not reached yet: tried again after the interval
-                except Exception:
-                    logger.exception("cache epoch repair failed")
+            for shards in _by_node(pending).values():
+                _repair_node(shards)
             if stale_shards():
                 time.sleep(interval)
+
+
+def _repair_node(shards: list[int]) -> None:
+    gates = breakers_for(shards)
+    if not all(gate.allow() for gate in gates):
+        return  # open: tried again when its probe is due
+    try:
+        with _bumping:
+            sent = _bump_stale(redis_client(), shards)
+    except FAILURES:
+        for gate in gates:
+            gate.record_failure()
+        return
+    except Exception:
+        logger.exception("cache epoch repair failed")
+        sent = False
+    for gate in gates:
+        if sent:
+            gate.record_success()
+        else:
+            gate.give_back()  # nothing was asked of Redis: no probe was made
 
 
 Commands = Mapping[int, Sequence[Sequence[Any]]]
@@ -395,9 +409,7 @@ def _fan_out_once(
         return replies, set()
     except CacheUnavailable:
         pass
-    by_node: dict[str, list[int]] = {}
-    for shard in commands:
-        by_node.setdefault(_node_of(shard), []).append(shard)
+    by_node = _by_node(commands)
     if len(by_node) == 1:
         return {}, set(commands)
     done: dict[int, list[Any]] = {}

@@ -179,7 +179,8 @@ CACHE_INVALIDATION_PATIENCE_MS = env_int(
     "CACHE_INVALIDATION_PATIENCE_MS", topology.invalidation_patience_ms(CACHE_REDIS_MODE)
 )
 # How often a process tries again to bump the epochs of the shards whose invalidation it
-# lost, until Redis answers (caching/connection.py); 0 leaves them to its next read of them.
+# lost, until Redis answers (caching/connection.py; while the node's breaker is open, once
+# per cooldown); 0 leaves them to its next call to their node.
 CACHE_EPOCH_REPAIR_MS = env_int("CACHE_EPOCH_REPAIR_MS", 100)
 try:
     _cache_location = topology.caches(
