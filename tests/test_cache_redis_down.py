@@ -153,7 +153,7 @@ def test_single_failed_invalidation_without_open_breaker_bumps_epoch(
 
 
 def test_a_lost_invalidation_is_bumped_as_soon_as_redis_answers_without_a_read(
-    world, private_redis, redis_client
+    world, private_redis, redis_client, settings
 ):
     """Other processes hold no mark of this process's lost invalidation: they would read
     what it was to remove until the epochs are bumped, so the bump does not wait for this
@@ -170,7 +170,8 @@ def test_a_lost_invalidation_is_bumped_as_soon_as_redis_answers_without_a_read(
         assert connection.stale_shards() == set(keys.EVERY_SHARD)
     finally:
         private_redis.resume()
-    deadline = time.monotonic() + 5  # a bounded wait for the repairer; no read meanwhile
+    # A bounded wait for the repairer (past one breaker cooldown), with no read meanwhile.
+    deadline = time.monotonic() + 3 * settings.CACHE_BREAKER_COOLDOWN
     while connection.stale_shards():
         assert time.monotonic() < deadline, "the marked shards were not bumped"
         time.sleep(0.01)

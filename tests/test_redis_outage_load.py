@@ -354,7 +354,7 @@ def test_a_write_in_a_worker_whose_breaker_is_open_still_invalidates_for_the_oth
 
 
 def test_a_worker_cut_off_from_redis_bumps_its_lost_invalidation_for_the_others_unasked(
-    private_server, service, use_redis
+    private_server, service, use_redis, settings
 ):
     """Redis unreachable from one worker only: this test process, which reaches it through a
     proxy it cuts; gunicorn's workers reach it directly and see no failure, so they hold no
@@ -384,7 +384,8 @@ def test_a_worker_cut_off_from_redis_bumps_its_lost_invalidation_for_the_others_
         assert direct.get(generation) == before  # the invalidation did not reach Redis
         assert connection.stale_shards() == set(range(16))
         proxy.restore()
-        deadline = time.monotonic() + 5  # a bounded wait for the repairer; no read here
+        # A bounded wait for the repairer (past one breaker cooldown), with no read here.
+        deadline = time.monotonic() + 3 * settings.CACHE_BREAKER_COOLDOWN
         while connection.stale_shards():
             assert time.monotonic() < deadline, "the lost invalidation was not bumped"
             time.sleep(0.01)
