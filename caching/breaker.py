@@ -48,12 +48,6 @@ class CircuitBreaker:
                 return True
             return False
 
-    def give_back(self) -> None:
-        """A call ``allow`` let through was not made: a claimed probe is free again."""
-        with self._lock:
-            if self.state == self.HALF_OPEN:
-                self.state = self.OPEN  # its cooldown has passed: the next call probes
-
     def record_success(self) -> None:
         with self._lock:
             was_open = self.state != self.CLOSED

@@ -248,17 +248,17 @@ def guarded(
         return result
 
 
-def _bump_stale(client: Redis, shards: Collection[int]) -> bool:
+def _bump_stale(client: Redis, shards: Collection[int]) -> None:
     """Bump the epochs of the marked shards served by the node(s) of ``shards``: one
-    pipeline, to a node the call is about to reach anyway. Returns whether it sent one.
+    pipeline, to a node the call is about to reach anyway.
 
     A request and the repairer may both bump a shard marked once: a second bump costs its
     entries one more miss, never a stale read, and a request never waits for the other."""
     if not _stale:  # nothing marked (read without the lock: every call asks)
-        return False
+        return
     seen = _marked_on_nodes_of(shards)
     if not seen:
-        return False
+        return
     pipe = client.pipeline(transaction=False)
     for shard in sorted(seen):
         pipe.incr(keys.epoch_key(shard))
@@ -268,7 +268,6 @@ def _bump_stale(client: Redis, shards: Collection[int]) -> bool:
             if _stale.get(shard) == marks:
                 del _stale[shard]
     logger.warning("cache epoch bumped for shards %s after a lost invalidation", sorted(seen))
-    return True
 
 
 def _marked_on_nodes_of(shards: Collection[int]) -> dict[int, int]:
@@ -342,24 +341,16 @@ def _repair() -> None:
 
 
 def _repair_node(shards: list[int]) -> None:
-    gates = breakers_for(shards)
-    if not all(gate.allow() for gate in gates):
-        return  # open: tried again when its probe is due
+    """One try at a node's marked shards, made as a request's call is: ``guarded`` bumps
+    them first, under the node's breaker, and reads one of their epochs to know the node
+    answered."""
     try:
         with _bumping:
-            sent = _bump_stale(redis_client(), shards)
-    except FAILURES:
-        for gate in gates:
-            gate.record_failure()
-        return
+            guarded("*", "repair", lambda c: c.get(keys.epoch_key(shards[0])), shards=shards)
+    except CacheUnavailable:
+        pass  # the breaker is open, or the node did not answer: tried again later
     except Exception:
         logger.exception("cache epoch repair failed")
-        sent = False
-    for gate in gates:
-        if sent:
-            gate.record_success()
-        else:
-            gate.give_back()  # nothing was asked of Redis: no probe was made
 
 
 Commands = Mapping[int, Sequence[Sequence[Any]]]

@@ -172,9 +172,7 @@ def lookup(
     (``caching.local``); a fresh hit from Redis is held for the next read."""
     local_slots = since is None and all(slot.local for slot in slots)
     if local_slots:
-        held = local.serve(
-            [s.namespace for s in slots], [s.key for s in slots], {s.shard for s in slots}
-        )
+        held = local.serve(slots)
         if held is not None:
             return [Found("hit", h.frame.stamp, h.frame, "", h.counts) for h in held]
     mark = local.mark() if local_slots else None

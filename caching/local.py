@@ -51,7 +51,7 @@ from caching.metrics import L1_EVICTIONS, L1_READS
 from caching.tracking import Streams
 
 if TYPE_CHECKING:
-    from caching.entries import Frame
+    from caching.entries import Frame, Slot
 
 
 @dataclass(frozen=True)
@@ -235,18 +235,18 @@ def mark() -> Mark | None:
     return None if process is None else process.tier.mark()
 
 
-def serve(
-    namespaces: Sequence[str], entry_keys: Sequence[str], shards: Iterable[int]
-) -> list[Held] | None:
-    """The held entries for ``entry_keys`` (in ``shards``) if they may be served now (see
-    the module), else None (the read goes to Redis). Counts each entry's L1 outcome."""
+def serve(slots: Sequence[Slot]) -> list[Held] | None:
+    """The held entries of ``slots`` if they may be served now (see the module), else None
+    (the read goes to Redis). Counts each entry's L1 outcome."""
     process = _current()
     if (
         process is None
         or connection.breaker.state != connection.breaker.CLOSED
-        or connection.bump_pending(shards)
+        or connection.bump_pending(slot.shard for slot in slots)
     ):
         return None
+    namespaces = [slot.namespace for slot in slots]
+    entry_keys = [slot.key for slot in slots]
     held = _fresh(process.tier, entry_keys)
     if held is None:
         _count(namespaces, "miss")

@@ -8,7 +8,6 @@ the ``EVALSHA`` lookups it ran.
 """
 
 import threading
-import time
 
 import pytest
 import redis
@@ -20,6 +19,7 @@ from caching.tracking import Streams
 from chainlearn.caches import course_detail_cache, course_list_cache
 from courses.models import Course
 from tests.factories import EnrollmentFactory, course_with_modules
+from tests.redis_server import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,13 +46,6 @@ def streams() -> Streams:
     process = local._current()
     assert process is not None
     return process.streams
-
-
-def wait_until(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def connected_stream() -> Streams:
@@ -327,7 +320,7 @@ def test_only_fresh_entries_are_served_from_the_tier(api, course, redis_client, 
     connected_stream()
     hold(api, f"/api/v1/courses/{course.id}")
     (held,) = local.all_held(tier(), [next(iter(tier()._entries))])
-    wait_until(lambda: entries.now_ms() > held.frame.fresh_until_ms, timeout=3)
+    wait_for(lambda: entries.now_ms() > held.frame.fresh_until_ms, "the entry expired", 3)
     before = lookups(redis_client)
     api.get(f"/api/v1/courses/{course.id}")  # expired: Redis decides (stale grace)
     assert lookups(redis_client) == before + 1

@@ -11,7 +11,7 @@ from redis.connection import AbstractConnection
 from caching import connection, keys
 from tests.conftest import client_for
 from tests.factories import course_with_modules, learner_with_history
-from tests.redis_server import free_port
+from tests.redis_server import free_port, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -171,10 +171,11 @@ def test_a_lost_invalidation_is_bumped_as_soon_as_redis_answers_without_a_read(
     finally:
         private_redis.resume()
     # A bounded wait for the repairer (past one breaker cooldown), with no read meanwhile.
-    deadline = time.monotonic() + 3 * settings.CACHE_BREAKER_COOLDOWN
-    while connection.stale_shards():
-        assert time.monotonic() < deadline, "the marked shards were not bumped"
-        time.sleep(0.01)
+    wait_for(
+        lambda: not connection.stale_shards(),
+        "the marked shards bumped",
+        3 * settings.CACHE_BREAKER_COOLDOWN,
+    )
     # Every epoch went up (by more than one if attempts timed out in the frozen server and
     # ran at its resume), so what any process reads now is filled anew.
     after = [int(redis_client.get(keys.epoch_key(s)) or 0) for s in keys.EVERY_SHARD]

@@ -30,7 +30,7 @@ from django.db.models import Count
 from courses.models import Enrollment
 from tests.factories import UserFactory, course_with_modules
 from tests.live_server import Gunicorn
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, wait_for
 from tests.test_isolation_load import NO_RATE_LIMITS, Learner, Result, World, run_thread, write_plan
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -83,15 +83,6 @@ class Snapshot:
 
 def breaker_open(srv: Gunicorn) -> float:
     return metric_total(srv.metrics(), "cache_breaker_open")
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll a condition (a bounded wait for the service's state, not a race-winning sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def p99(seconds: list[float]) -> float:
@@ -229,13 +220,13 @@ def test_redis_outage_under_load(service, private_server):
 
     def breaker_opens(name: str) -> Callable[[], None]:
         def check() -> None:
-            wait_for(lambda: breaker_open(srv) >= 1, FAULT_SECONDS, f"breaker open ({name})")
+            wait_for(lambda: breaker_open(srv) >= 1, f"breaker open ({name})", FAULT_SECONDS)
             breaker_seen[name] = 1
 
         return check
 
     def breaker_closes() -> None:
-        wait_for(lambda: breaker_open(srv) == 0, 15, "breaker closed again")
+        wait_for(lambda: breaker_open(srv) == 0, "breaker closed again", 15)
 
     try:
         phase("baseline", RECOVERY_SECONDS)
@@ -385,10 +376,11 @@ def test_a_worker_cut_off_from_redis_bumps_its_lost_invalidation_for_the_others_
         assert connection.stale_shards() == set(range(16))
         proxy.restore()
         # A bounded wait for the repairer (past one breaker cooldown), with no read here.
-        deadline = time.monotonic() + 3 * settings.CACHE_BREAKER_COOLDOWN
-        while connection.stale_shards():
-            assert time.monotonic() < deadline, "the lost invalidation was not bumped"
-            time.sleep(0.01)
+        wait_for(
+            lambda: not connection.stale_shards(),
+            "the lost invalidation bumped",
+            3 * settings.CACHE_BREAKER_COOLDOWN,
+        )
     finally:
         proxy.stop()
     status, body = srv.get(path)
